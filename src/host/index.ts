@@ -1,0 +1,21 @@
+/**
+ * Host helpers: what sysfs says about PCI devices, IOMMU groups and drivers,
+ * and the driver_override dance that hands a device to vfio-pci. Pure file
+ * reads and writes; every function takes `{ root }` so it can run on a fake tree.
+ */
+export { formatBdf, normalizeBdf, parseBdf, type PciAddress } from "./bdf.ts";
+export { bindToVfio, releaseFromVfio, type BindOptions, type BindResult, type ReleaseOptions, type ReleaseResult } from "./bind.ts";
+export {
+  DMA_NEUTRAL_DRIVERS,
+  groupDevicePath,
+  groupMembers,
+  groupViability,
+  iommuGroupOf,
+  isDmaNeutralDriver,
+  isNoiommuGroup,
+  type GroupMember,
+  type GroupViability,
+} from "./groups.ts";
+export { listPciDevices, parseResourceFile, pciDevice, type PciDeviceInfo, type PciResource } from "./pci.ts";
+export { lookupPciNames, type PciIdNames, type PciIdQuery } from "./pci-ids.ts";
+export type { HostOptions, SysfsWriter } from "./sysfs.ts";
