@@ -1,0 +1,196 @@
+/**
+ * MSI isolation evidence for the mmap decision (DESIGN.md, "The mmap
+ * decision"): is it safe to let userspace write a device's MSI-X table?
+ * Only if interrupt remapping (or the ARM ITS) decides what the device's
+ * MSIs can reach. Reads /sys and /proc under `root`; never throws for a
+ * missing or unreadable file, which becomes an evidence line instead.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { invalidArgument } from "../errors.ts";
+import { isolationVerdict, type IsolationVerdict } from "../mmap-plan.ts";
+
+/** Where the evidence is read from. */
+export interface IsolationEvidenceSources {
+  /** Directory standing in for `/` (tests point it at a fake tree). Default `"/"`. */
+  root?: string;
+}
+
+/** What we know about the VFIO container the device's group belongs to, if any. */
+export interface IsolationContainerState {
+  /** The IOMMU type set with VFIO_SET_IOMMU, or undefined before that. */
+  iommuType: "type1" | "type1v2" | "noiommu" | undefined;
+  /** A group was attached (VFIO_GROUP_SET_CONTAINER + VFIO_SET_IOMMU succeeded). */
+  attached: boolean;
+}
+
+const ALLOW_UNSAFE = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
+const PROC_INTERRUPTS = "/proc/interrupts";
+const IOMMU_CLASS = "/sys/class/iommu";
+const LISTED_CHIPS = 3;
+
+/** Remapped interrupt chips: Intel and AMD name them `IR-...` (`IR-PCI-MSIX-0000:00:04.0`, `IR-IO-APIC`). */
+function isRemappedChip(chip: string): boolean {
+  return chip.startsWith("IR-");
+}
+
+/** ARM GICv3 ITS MSI domains (`ITS-MSI`, `ITS-pMSI`, `GICv3-ITS`, per-device `ITS-PCI-MSIX-...`) isolate MSIs per device. */
+function isItsChip(chip: string): boolean {
+  return /(^|-)ITS(-|$)/.test(chip);
+}
+
+/**
+ * The distinct interrupt chip names in `/proc/interrupts`, sorted into
+ * remapped (`IR-` prefix, Intel/AMD interrupt remapping), MSI domains that
+ * isolate (arm64 ITS) and the rest. Lines whose first column is not an IRQ
+ * number (NMI, LOC, ...) carry descriptions, not chips, and are skipped.
+ */
+export function parseInterruptChips(procInterrupts: string): { remapped: string[]; msiDomains: string[]; other: string[] } {
+  const chips = new Set<string>();
+  for (const line of procInterrupts.split("\n")) {
+    const match = /^\s*(\d+):\s*(.*)$/.exec(line);
+    if (!match) continue;
+    // After the IRQ number come one count per CPU, then the chip name.
+    const chip = match[2]!.split(/\s+/).find((token) => token !== "" && !/^\d+$/.test(token));
+    if (chip) chips.add(chip);
+  }
+  const all = [...chips];
+  return {
+    remapped: all.filter(isRemappedChip),
+    msiDomains: all.filter((c) => !isRemappedChip(c) && isItsChip(c)),
+    other: all.filter((c) => !isRemappedChip(c) && !isItsChip(c)),
+  };
+}
+
+/**
+ * Bit 3 (IR, interrupt remapping support) of the Intel DMAR extended
+ * capability register, as printed in `/sys/class/iommu/dmar*\/intel-iommu/ecap`
+ * (hex, with or without `0x`). Set means the hardware can remap, not that
+ * remapping is enabled.
+ * @throws VfioError (EINVAL) when the text is not a hex number.
+ */
+export function dmarInterruptRemapCapable(ecapHex: string): boolean {
+  const text = ecapHex.trim().replace(/^0x/i, "");
+  if (!/^[0-9a-f]+$/i.test(text)) {
+    throw invalidArgument("dmarInterruptRemapCapable", `ecap "${ecapHex.trim()}" is not hex`, "Pass the contents of /sys/class/iommu/dmar*/intel-iommu/ecap.");
+  }
+  return (BigInt(`0x${text}`) & 8n) !== 0n;
+}
+
+function readText(root: string, path: string): string | undefined {
+  try {
+    return readFileSync(join(root, path), "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+function chipList(names: string[]): string {
+  const shown = names.slice(0, LISTED_CHIPS).join(", ");
+  return names.length > LISTED_CHIPS ? `${shown}, ...` : shown;
+}
+
+/** allow_unsafe_interrupts as "Y"/"N", or undefined when vfio_iommu_type1 is not loaded or the file is unreadable. */
+function readAllowUnsafe(root: string, evidence: string[]): "Y" | "N" | undefined {
+  const text = readText(root, ALLOW_UNSAFE)?.trim();
+  if (text === undefined) {
+    evidence.push(`${ALLOW_UNSAFE}: not readable (vfio_iommu_type1 not loaded?)`);
+    return undefined;
+  }
+  const value = /^(Y|1)$/i.test(text) ? "Y" : /^(N|0)$/i.test(text) ? "N" : undefined;
+  evidence.push(value ? `${ALLOW_UNSAFE} = ${value}` : `${ALLOW_UNSAFE} = ${text} (not understood)`);
+  return value;
+}
+
+/** True when /proc/interrupts shows remapped chips or ITS MSI domains. */
+function observeInterrupts(root: string, evidence: string[]): boolean {
+  const text = readText(root, PROC_INTERRUPTS);
+  if (text === undefined) {
+    evidence.push(`${PROC_INTERRUPTS}: not readable`);
+    return false;
+  }
+  const { remapped, msiDomains, other } = parseInterruptChips(text);
+  if (remapped.length) evidence.push(`${PROC_INTERRUPTS}: ${remapped.length} IR- chips (${chipList(remapped)})`);
+  if (msiDomains.length) evidence.push(`${PROC_INTERRUPTS}: ${msiDomains.length} ITS MSI domains (${chipList(msiDomains)})`);
+  if (!remapped.length && !msiDomains.length) {
+    const seen = other.length ? `; chips seen: ${chipList(other)}` : "";
+    evidence.push(`${PROC_INTERRUPTS}: no IR- or ITS chips${seen}`);
+  }
+  return remapped.length + msiDomains.length > 0;
+}
+
+/** True when some Intel DMAR unit advertises the IR bit. */
+function dmarCapable(root: string, evidence: string[]): boolean {
+  let units: string[];
+  try {
+    units = readdirSync(join(root, IOMMU_CLASS)).filter((name) => name.startsWith("dmar")).sort();
+  } catch {
+    evidence.push(`${IOMMU_CLASS}: not readable`);
+    return false;
+  }
+  if (!units.length) {
+    evidence.push(`${IOMMU_CLASS}: no Intel DMAR units`);
+    return false;
+  }
+  let capable = false;
+  for (const unit of units) {
+    const path = `${IOMMU_CLASS}/${unit}/intel-iommu/ecap`;
+    const text = readText(root, path);
+    if (text === undefined) {
+      evidence.push(`${path}: not readable`);
+      continue;
+    }
+    let bit: boolean;
+    try {
+      bit = dmarInterruptRemapCapable(text);
+    } catch {
+      evidence.push(`${path}: "${text.trim()}" is not hex`);
+      continue;
+    }
+    evidence.push(bit ? `${path} bit 3 (IR) set: capable, not proof it is enabled` : `${path} bit 3 (IR) clear: no interrupt remapping`);
+    capable ||= bit;
+  }
+  return capable;
+}
+
+/** What the container tells us, as an evidence line. */
+function describeContainer(container: IsolationContainerState | undefined, allowUnsafe: "Y" | "N" | undefined): string {
+  if (!container) return "no VFIO container given: the kernel's isolation check was not observed";
+  if (container.iommuType === "noiommu") return "container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all";
+  if (!container.iommuType || !container.attached) return "no group attached to a type1 container yet: the kernel's isolation check has not run";
+  if (allowUnsafe === "N") return `group attached to a ${container.iommuType} container while allow_unsafe_interrupts = N: the kernel checked MSI isolation`;
+  return `group attached to a ${container.iommuType} container, but allow_unsafe_interrupts is not N: the kernel may have skipped its isolation check`;
+}
+
+/**
+ * Decide how sure we are that MSIs are isolated on this host, with one
+ * evidence line per source (missing files included):
+ * - `attested`: a group was attached to a type1/type1v2 container while
+ *   `allow_unsafe_interrupts` reads N (type1 refuses the attach otherwise);
+ * - `observed`: `IR-` chips or ITS MSI domains in /proc/interrupts;
+ * - `none`: a noiommu container (the device can DMA anywhere, so nothing is
+ *   isolated whatever /proc/interrupts says), or `allow_unsafe_interrupts` = Y
+ *   with nothing observed;
+ * - `capable`: only the Intel DMAR ecap IR bit is set;
+ * - `unknown`: nothing conclusive.
+ *
+ * Reads `/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts`,
+ * `/proc/interrupts` and `/sys/class/iommu/dmar*\/intel-iommu/ecap` under
+ * `root`. Never throws.
+ */
+export function detectIsolation(opts: IsolationEvidenceSources & { container?: IsolationContainerState } = {}): IsolationVerdict {
+  const root = opts.root ?? "/";
+  const evidence: string[] = [];
+  const allowUnsafe = readAllowUnsafe(root, evidence);
+  const observed = observeInterrupts(root, evidence);
+  const capable = dmarCapable(root, evidence);
+  const { container } = opts;
+  evidence.unshift(describeContainer(container, allowUnsafe));
+
+  if (container?.iommuType === "noiommu") return isolationVerdict("none", evidence);
+  if (container?.attached && container.iommuType && allowUnsafe === "N") return isolationVerdict("attested", evidence);
+  if (observed) return isolationVerdict("observed", evidence);
+  if (allowUnsafe === "Y") return isolationVerdict("none", evidence);
+  if (capable) return isolationVerdict("capable", evidence);
+  return isolationVerdict("unknown", evidence);
+}
