@@ -1,0 +1,217 @@
+/**
+ * An open VFIO device: info, regions, IRQ info, reset. PciDevice adds what
+ * vfio-pci offers: config space, BARs, hot reset.
+ */
+import { VfioError, invalidArgument } from "../errors.ts";
+import { OwnedFd } from "../sys/owned-fd.ts";
+import { syscallError } from "../sys/check.ts";
+import { libc } from "../sys/libc.ts";
+import * as V from "../uapi/vfio.ts";
+import { SIZEOF } from "../uapi/layout.ts";
+import {
+  argszBuffer, argszOf, decodeDeviceInfo, decodeHotResetInfo, decodeIrqInfo, decodeRegionInfo, encodeIrqInfoRequest,
+  encodeHotReset, encodeIrqSet, encodeRegionInfoRequest, hotResetInfoBuffer, hotResetInfoCount,
+  type DependentDevice, type DeviceInfo, type IrqInfo, type IrqSetData, type RegionInfo,
+} from "../uapi/structs.ts";
+import { Region } from "./region.ts";
+import type { HostOptions } from "../host/sysfs.ts";
+
+/** What a Device needs from the group that opened it. */
+export interface DeviceOwner {
+  _forget(device: Device): void;
+}
+
+/**
+ * A device fd from VFIO_GROUP_GET_DEVICE_FD. Obtained from
+ * `group.openDevice(name)` or `group.openPciDevice(bdf)`.
+ */
+export class Device implements Disposable {
+  protected readonly fd: OwnedFd;
+  readonly #owner: DeviceOwner;
+  #info: DeviceInfo | undefined;
+  readonly #regions = new Map<number, Region>();
+  readonly #closeHooks: (() => void)[] = [];
+  /** The device's name in its group (the PCI address for vfio-pci). */
+  readonly name: string;
+
+  /** @internal Created by Group. */
+  constructor(fd: number, name: string, path: string, owner: DeviceOwner) {
+    this.fd = new OwnedFd(fd, path, "device", this);
+    this.name = name;
+    this.#owner = owner;
+  }
+
+  /** The device fd (escape hatch for raw ioctls). Throws after close. */
+  get unsafeFd(): number {
+    return this.fd.get("unsafeFd");
+  }
+
+  /** `<group node>:<name>`, used in errors. */
+  get path(): string {
+    return this.fd.path;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.fd.closed;
+  }
+
+  /** Flags, region and IRQ counts (cached). Internally this calls VFIO_DEVICE_GET_INFO. */
+  info(): DeviceInfo {
+    this.fd.get("VFIO_DEVICE_GET_INFO");
+    if (this.#info) return this.#info;
+    let buf = argszBuffer(SIZEOF.vfio_device_info + 4);
+    this.fd.ioctl("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, buf);
+    if (argszOf(buf) > buf.byteLength) {
+      buf = argszBuffer(argszOf(buf));
+      this.fd.ioctl("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, buf);
+    }
+    this.#info = decodeDeviceInfo(buf);
+    return this.#info;
+  }
+
+  /**
+   * A region's flags, size, offset and capability chain (sparse mmap areas,
+   * MSIX_MAPPABLE, type). Internally this calls VFIO_DEVICE_GET_REGION_INFO,
+   * twice when the capabilities need a bigger buffer.
+   */
+  regionInfo(index: number): RegionInfo {
+    this.#checkIndex("VFIO_DEVICE_GET_REGION_INFO", index, this.info().numRegions, "region");
+    let buf = encodeRegionInfoRequest(index);
+    this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf);
+    if (argszOf(buf) > buf.byteLength) {
+      buf = encodeRegionInfoRequest(index, argszOf(buf));
+      this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf);
+    }
+    return decodeRegionInfo(buf);
+  }
+
+  /** The region object for `index` (cached): pread/pwrite access and raw mmap. */
+  region(index: number): Region {
+    this.fd.get("region");
+    let region = this.#regions.get(index);
+    if (!region) {
+      region = new Region(this.fd, this.regionInfo(index), `${this.path}#region${index}`);
+      this.#regions.set(index, region);
+    }
+    return region;
+  }
+
+  /** Count and flags of an interrupt index. Internally this calls VFIO_DEVICE_GET_IRQ_INFO. */
+  irqInfo(index: number): IrqInfo {
+    this.#checkIndex("VFIO_DEVICE_GET_IRQ_INFO", index, this.info().numIrqs, "IRQ index");
+    const buf = encodeIrqInfoRequest(index);
+    this.fd.ioctl("VFIO_DEVICE_GET_IRQ_INFO", V.VFIO_DEVICE_GET_IRQ_INFO, buf);
+    return decodeIrqInfo(buf);
+  }
+
+  /**
+   * Raw VFIO_DEVICE_SET_IRQS: `action` is VFIO_IRQ_SET_ACTION_{MASK,UNMASK,TRIGGER}.
+   * The irq layer builds on this; prefer its API.
+   */
+  setIrqs(index: number, start: number, count: number, action: number, data: IrqSetData): void {
+    this.fd.ioctl("VFIO_DEVICE_SET_IRQS", V.VFIO_DEVICE_SET_IRQS, encodeIrqSet(index, start, count, action, data), {
+      EINVAL: "The kernel refused this index/start/count/action: check device.irqInfo(index) for the count and the MASKABLE flag.",
+    });
+  }
+
+  /**
+   * Resets the device (FLR, PM reset or a bus reset limited to this device,
+   * whichever the kernel picks). Throws when the device has no reset rather
+   * than doing nothing. Internally this calls VFIO_DEVICE_RESET.
+   */
+  reset(): void {
+    if (!this.info().canReset) {
+      throw new VfioError({ op: "VFIO_DEVICE_RESET", code: "ENOTSUP", errno: 95, path: this.path, detail: "the device advertises no reset (VFIO_DEVICE_FLAGS_RESET is clear)", hint: "Use a hot reset of the bus (PciDevice.hotReset) if the slot allows it, or re-bind the device." });
+    }
+    this.fd.ioctl("VFIO_DEVICE_RESET", V.VFIO_DEVICE_RESET, 0, {
+      EAGAIN: "Another device on the same bus is in use, so the kernel could not do a bus reset now: close it and retry.",
+    });
+  }
+
+  /** Runs `hook` when the device closes, before its fd is closed (irq layer, BAR accessors). */
+  onClose(hook: () => void): void {
+    this.#closeHooks.push(hook);
+  }
+
+  #checkIndex(op: string, index: number, count: number, what: string): void {
+    this.fd.get(op);
+    if (!Number.isInteger(index) || index < 0 || index >= count) {
+      throw invalidArgument(op, `${what} ${index} does not exist (the device has ${count})`, `Use a ${what} from 0 to ${count - 1}.`, this.path);
+    }
+  }
+
+  /**
+   * Disables interrupts and releases mappings (via close hooks), unmaps every
+   * region mapping, then closes the device fd. Idempotent.
+   */
+  close(): void {
+    if (this.fd.closed) return;
+    try {
+      for (const hook of this.#closeHooks.splice(0).reverse()) hook();
+      for (const region of this.#regions.values()) region.unmapAll();
+    } finally {
+      this.#regions.clear();
+      this.fd.close();
+      this.#owner._forget(this);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * A vfio-pci device: regions 0-5 are the BARs, 6 the ROM, 7 config space,
+ * 8 VGA; IRQ indexes 0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ.
+ */
+export class PciDevice extends Device {
+  /** Where sysfs is (for isolation evidence and names); `/` unless testing. */
+  readonly host: HostOptions;
+
+  /** @internal Created by Group.openPciDevice. */
+  constructor(fd: number, name: string, path: string, owner: DeviceOwner, host: HostOptions = {}) {
+    super(fd, name, path, owner);
+    this.host = host;
+  }
+
+  /** The PCI address, `dddd:bb:dd.f`. */
+  get bdf(): string {
+    return this.name;
+  }
+
+  /** Config space (region 7): read8/16/32 and write8/16/32 through pread/pwrite. */
+  get config(): Region {
+    return this.region(V.VFIO_PCI_CONFIG_REGION_INDEX);
+  }
+
+  /**
+   * The devices a bus/slot reset of this device would also reset, with their
+   * groups. Internally this calls VFIO_DEVICE_GET_PCI_HOT_RESET_INFO (again
+   * with a bigger buffer on ENOSPC).
+   */
+  hotResetInfo(): DependentDevice[] {
+    const fd = this.fd.get("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO");
+    let buf = hotResetInfoBuffer(0);
+    if (libc.ioctl(fd, V.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, buf) < 0) {
+      const err = syscallError("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", this.path, { ENODEV: "This device cannot be reset through its bus or slot (no hot reset possible)." });
+      if (err.code !== "ENOSPC") throw err;
+      buf = hotResetInfoBuffer(hotResetInfoCount(buf));
+      this.fd.ioctl("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", V.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, buf);
+    }
+    return decodeHotResetInfo(buf);
+  }
+
+  /**
+   * Resets the bus or slot this device sits on. Every group listed by
+   * {@link hotResetInfo} must be open here and passed in (the kernel checks it
+   * owns them all). Internally this calls VFIO_DEVICE_PCI_HOT_RESET.
+   */
+  hotReset(groups: readonly { unsafeFd: number }[]): void {
+    this.fd.ioctl("VFIO_DEVICE_PCI_HOT_RESET", V.VFIO_DEVICE_PCI_HOT_RESET, encodeHotReset(groups.map((g) => g.unsafeFd)), {
+      EINVAL: "Pass every group that hotResetInfo() lists, each open in this process.",
+      EPERM: "Every affected group must be open in this process: open the groups that hotResetInfo() lists.",
+    });
+  }
+}

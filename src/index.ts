@@ -1,0 +1,20 @@
+/**
+ * bun-vfio: drive Linux VFIO devices from Bun through bun:ffi.
+ *
+ * ```ts
+ * import { Container } from "bun-vfio";
+ * using container = Container.open();
+ * using group = container.addGroup("0000:01:00.0");
+ * using dev = group.openPciDevice("0000:01:00.0");
+ * ```
+ */
+export { VfioError } from "./errors.ts";
+export { Container, type ContainerOpenOptions, type DmaMapRequest, type IommuType } from "./iommu/container.ts";
+export { Group, type DeviceOpenOptions, type GroupOpenOptions } from "./iommu/group.ts";
+export { Device, PciDevice } from "./device/device.ts";
+export { Region } from "./device/region.ts";
+export { MappedMemory } from "./sys/mmio.ts";
+export { pageSize } from "./sys/memory.ts";
+export * from "./host/index.ts";
+export type { DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo, SparseMmapArea, DependentDevice } from "./uapi/structs.ts";
+export * as uapi from "./uapi/index.ts";

@@ -1,0 +1,54 @@
+/**
+ * An owned file descriptor: closed once, use-after-close throws, and a
+ * FinalizationRegistry closes it if its owner is garbage-collected unclosed
+ * (a backstop only: owners are meant to be closed or disposed).
+ */
+import { useAfterClose } from "../errors.ts";
+import { libc } from "./libc.ts";
+import { check, type Hints } from "./check.ts";
+
+const leaked = new FinalizationRegistry<number>((fd) => {
+  libc.close(fd);
+});
+
+/** A file descriptor with an owner, a path for errors and a one-time close. */
+export class OwnedFd {
+  #fd: number;
+  /** Path named in errors (the node the fd was opened from). */
+  readonly path: string;
+  /** What the fd is, for error messages ("container", "group", "device"...). */
+  readonly what: string;
+
+  constructor(fd: number, path: string, what: string, owner: object) {
+    this.#fd = fd;
+    this.path = path;
+    this.what = what;
+    leaked.register(owner, fd, this);
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** The fd, or a VfioError (ECLOSED) naming `op` when already closed. */
+  get(op: string): number {
+    if (this.#fd < 0) throw useAfterClose(op, this.what, this.path);
+    return this.#fd;
+  }
+
+  /** ioctl(2) on this fd with `arg` (a buffer or an integer); returns the result, throws a VfioError on failure. */
+  ioctl(op: string, request: number, arg: Uint8Array | number | null, hints?: Hints): number {
+    const fd = this.get(op);
+    return check(libc.ioctl(fd, request, arg as never), op, this.path, hints);
+  }
+
+  /** close(2); idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    leaked.unregister(this);
+    check(libc.close(fd), "close", this.path);
+  }
+}
