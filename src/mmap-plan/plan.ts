@@ -47,6 +47,7 @@ function trapMsixPages(ranges: PlanRange[], guarded: GuardedRange[], page: numbe
 
 /** Rule 3: the kernel's areas, shrunk inward to whole pages, minus the MSI-X pages. */
 function sparsePlan(size: number, page: number, areas: { offset: number; size: number }[]): PlanRange[] {
+  if (size === 0) return [];
   let ranges: PlanRange[] = [{ start: 0, end: size, access: "trap", reason: REASON.outsideSparse }];
   const clipped = areas.map((a) => ({ start: Math.min(a.offset, size), end: Math.min(a.offset + a.size, size) }));
   for (const area of unionIntervals(clipped)) {

@@ -452,3 +452,154 @@ describe("nonsense input throws VfioError EINVAL", () => {
     });
   }
 });
+
+describe("property: random inputs (seeded)", () => {
+  /** mulberry32: small, seeded, reproducible. */
+  function prng(seed: number): () => number {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  // Override with MMAP_PLAN_SEED=<n> to explore; failures print the input to replay.
+  const SEED = Number(process.env.MMAP_PLAN_SEED ?? 0x5eed_1ee7);
+  const RUNS = 5000;
+  const rand = prng(SEED);
+  const int = (n: number) => Math.floor(rand() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+
+  function randomSize(): number {
+    const kind = int(10);
+    if (kind === 0) return 0;
+    if (kind < 7) return 2 ** (4 + int(21)); // 16 B .. 16 MiB, as real BARs
+    return (1 + int(0x10000)) * 16; // odd sizes up to 1 MiB
+  }
+
+  /** An offset anywhere in (or just past) the BAR, sometimes page-aligned. */
+  function randomOffset(size: number, page: number): number {
+    const raw = int(Math.max(1, size + (size >> 3)));
+    return rand() < 0.5 ? Math.floor(raw / page) * page : raw & ~7;
+  }
+
+  function randomInput() {
+    const pageSize = pick([K4, K16, K64]);
+    const size = randomSize();
+    const index = int(6);
+    const other = (index + 1 + int(5)) % 6;
+    const vectors = 1 + int(2048);
+    const msix: MsixLayout | undefined =
+      rand() < 0.2
+        ? undefined
+        : {
+            tableBar: rand() < 0.8 ? index : other,
+            tableOffset: randomOffset(size, pageSize),
+            tableSize: 16 * vectors,
+            pbaBar: rand() < 0.8 ? index : other,
+            pbaOffset: randomOffset(size, pageSize),
+            pbaSize: 8 * Math.ceil(vectors / 64),
+          };
+    const sparseAreas =
+      rand() < 0.5
+        ? undefined
+        : Array.from({ length: int(6) }, () => ({ offset: randomOffset(size, pageSize), size: rand() < 0.2 ? 0 : randomOffset(size, pageSize) + 1 }));
+    const region: BarRegionInfo = {
+      index,
+      size,
+      readable: true,
+      writable: rand() < 0.9,
+      mmappable: rand() < 0.85,
+      msixMappable: rand() < 0.5,
+      ...(sparseAreas ? { sparseAreas } : {}),
+    };
+    const isolation = verdict(pick(["attested", "observed", "capable", "none", "unknown"] as const));
+    const policy = pick([undefined, "auto", "strict", "force"] as const);
+    return { region, ...(msix ? { msix } : {}), pageSize, isolation, ...(policy ? { policy } : {}) };
+  }
+
+  /** Pages holding the table or PBA of this BAR, computed here independently of the planner. */
+  function msixPages(input: ReturnType<typeof randomInput>): { start: number; end: number }[] {
+    const { region, msix, pageSize } = input;
+    if (!msix) return [];
+    const out: { start: number; end: number }[] = [];
+    for (const [b, off, len] of [
+      [msix.tableBar, msix.tableOffset, msix.tableSize],
+      [msix.pbaBar, msix.pbaOffset, msix.pbaSize],
+    ] as const) {
+      if (b !== region.index || off >= region.size) continue;
+      out.push({ start: Math.floor(off / pageSize) * pageSize, end: Math.ceil(Math.min(off + len, region.size) / pageSize) * pageSize });
+    }
+    return out;
+  }
+
+  function expectedRule(input: ReturnType<typeof randomInput>): number {
+    const policy = input.policy ?? "auto";
+    if (!input.region.mmappable) return 1;
+    if (input.region.msixMappable && policy !== "strict" && (input.isolation.isolated || policy === "force")) return 2;
+    return input.region.sparseAreas ? 3 : 4;
+  }
+
+  /** Is every byte of [start, end) inside some sparse area? */
+  function insideSparse(start: number, end: number, areas: { offset: number; size: number }[]): boolean {
+    let cursor = start;
+    for (const a of [...areas].sort((x, y) => x.offset - y.offset)) {
+      if (a.offset <= cursor && a.offset + a.size > cursor) cursor = a.offset + a.size;
+      if (cursor >= end) return true;
+    }
+    return cursor >= end;
+  }
+
+  test(`${RUNS} random BARs keep every invariant (seed 0x${SEED.toString(16)})`, () => {
+    const failures: string[] = [];
+    const rulesSeen = new Set<number>();
+    for (let run = 0; run < RUNS && failures.length < 5; run++) {
+      const input = randomInput();
+      const plan = planBarMmap(input);
+      rulesSeen.add(plan.rule);
+      const { size } = input.region;
+      const page = input.pageSize;
+      const fail = (why: string) => failures.push(`run ${run}: ${why}\ninput ${JSON.stringify(input)}\n${plan.explain()}`);
+
+      if (plan.rule !== expectedRule(input)) fail(`rule ${plan.rule}, expected ${expectedRule(input)}`);
+      // Tiling: ordered, non-overlapping, no gaps, exactly [0, size).
+      if (size === 0 ? plan.ranges.length !== 0 : plan.ranges[0]?.start !== 0 || plan.ranges.at(-1)?.end !== size) fail("ranges do not span [0, size)");
+      plan.ranges.forEach((r, i) => {
+        if (r.start >= r.end) fail(`empty range ${i}`);
+        const next = plan.ranges[i + 1];
+        if (next && next.start !== r.end) fail(`gap or overlap after range ${i}`);
+        if (next && next.access === r.access && next.reason === r.reason) fail(`unmerged neighbours at ${i}`);
+        if (!r.reason) fail(`range ${i} has no reason`);
+      });
+      if (plan.mappedBytes + plan.trappedBytes !== size) fail("mapped + trapped != size");
+      for (const r of plan.ranges.filter((x) => x.access === "mmap")) {
+        if (r.start % page !== 0) fail(`mmap range at ${r.start} not page-aligned`);
+        if (r.end % page !== 0 && r.end !== size) fail(`mmap range ending at ${r.end} neither page-aligned nor at BAR end`);
+        if (plan.rule !== 2) {
+          for (const hole of msixPages(input)) if (r.start < hole.end && hole.start < r.end) fail(`mmap range ${r.start}-${r.end} overlaps MSI-X page ${hole.start}-${hole.end}`);
+        }
+        if (plan.rule === 3 && !insideSparse(r.start, r.end, input.region.sparseAreas ?? [])) fail(`mmap range ${r.start}-${r.end} outside the sparse areas`);
+      }
+      if (plan.rule === 1 && plan.mappedBytes !== 0) fail("rule 1 mapped something");
+      if (plan.rule === 2 && plan.trappedBytes !== 0) fail("rule 2 trapped something");
+      // Guarded ranges: exactly the table/PBA bytes inside this BAR.
+      const msix = input.msix;
+      const wantGuarded = msix
+        ? ([
+            [msix.tableBar, msix.tableOffset, msix.tableSize, "msix-table"],
+            [msix.pbaBar, msix.pbaOffset, msix.pbaSize, "msix-pba"],
+          ] as const)
+            .filter(([b, off]) => b === input.region.index && off < size)
+            .map(([, off, len, what]) => ({ start: off, end: Math.min(off + len, size), what }))
+            .sort((a, b) => a.start - b.start)
+        : [];
+      if (JSON.stringify(plan.guarded) !== JSON.stringify(wantGuarded)) fail(`guarded ${JSON.stringify(plan.guarded)} != ${JSON.stringify(wantGuarded)}`);
+      if (!plan.explain().includes(`rule ${plan.rule}: `)) fail("explain() does not name the rule");
+    }
+    expect(failures).toEqual([]);
+    expect([...rulesSeen].sort()).toEqual([1, 2, 3, 4]);
+  });
+});
