@@ -3,6 +3,7 @@ import { VfioError } from "../../src/errors.ts";
 import {
   planBarMmap,
   type BarRegionInfo,
+  type GuardedRange,
   type IsolationLevel,
   type IsolationVerdict,
   type MmapPolicy,
@@ -49,7 +50,7 @@ function rowsOf(plan: ReturnType<typeof planBarMmap>): Row[] {
 // QEMU nvme BAR0: 16 KiB, registers + doorbells below 0x2000, 65-vector table at 0x2000 (0x410 bytes), PBA at 0x3000 (16 bytes).
 const NVME_REGION = bar(K16, { msixMappable: true });
 const NVME_MSIX = msixIn(0, 0x2000, 0x3000, 65);
-const NVME_GUARDED = [
+const NVME_GUARDED: GuardedRange[] = [
   { start: 0x2000, end: 0x2410, what: "msix-table" },
   { start: 0x3000, end: 0x3010, what: "msix-pba" },
 ];
@@ -65,7 +66,7 @@ describe("rule 1: no MMAP flag", () => {
       const plan = planBarMmap({ region: { ...NVME_REGION, mmappable: false }, msix: NVME_MSIX, pageSize: K4, isolation: verdict("attested"), policy });
       expect(plan.rule).toBe(1);
       expect(rowsOf(plan)).toEqual([[0, 0x4000, "trap", R.noMmap]]);
-      expect(plan.guarded).toEqual(NVME_GUARDED as never);
+      expect(plan.guarded).toEqual(NVME_GUARDED);
       expect([plan.mappedBytes, plan.trappedBytes]).toEqual([0, 0x4000]);
     }
   });
@@ -85,7 +86,7 @@ describe("MSIX_MAPPABLE: verdict x policy (QEMU nvme BAR0, 4 KiB pages)", () => 
         const plan = planBarMmap({ region: NVME_REGION, msix: NVME_MSIX, pageSize: K4, isolation: verdict(level), policy });
         expect(plan.rule).toBe(rule);
         expect(plan.policy).toBe(policy);
-        expect(plan.guarded).toEqual(NVME_GUARDED as never);
+        expect(plan.guarded).toEqual(NVME_GUARDED);
         if (rule === 2) {
           const isolated = level === "attested" || level === "observed";
           expect(rowsOf(plan)).toEqual([[0, 0x4000, "mmap", isolated ? R.isolated(level) : R.forced(level)]]);
