@@ -1,0 +1,81 @@
+/**
+ * The guest's /init, a busybox shell script. It is the same for every run;
+ * what changes per run (devices to bind, directory, command) comes from the
+ * writable share (`ctl/job.sh`, `ctl/cmd.sh`), and module options from the
+ * kernel command line (`module.param=value`, as modprobe reads them).
+ */
+import { CTL, GUEST_RESULTS_DIR, INIT_PREFIX, MARK_EXIT, MARK_INIT, MARK_RUN, SHARE_OUT, TAG_HOST, TAG_SHARE } from "./protocol.ts";
+
+/** 9p message size: bigger is faster; the kernel caps it for virtio. */
+const MSIZE = 512000;
+
+/** The text of /init. Modules are expected in `/lib/modules/<name>.ko`, their order in `/lib/modules/order`. */
+export function initScript(): string {
+  return `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "${MARK_INIT}"
+say() { echo "${INIT_PREFIX} $*"; }
+die() {
+  echo "${INIT_PREFIX} error: $*"
+  [ -d /share/ctl ] && echo 125 > /share/${CTL.status}
+  echo "${MARK_EXIT}125>>"
+  sync; poweroff -f; sleep 30
+}
+
+# Modules, in dependency order; options from "module.param=value" on the kernel command line.
+for m in $(cat /lib/modules/order); do
+  opts=""
+  for w in $(cat /proc/cmdline); do case "$w" in "$m".*) opts="$opts \${w#"$m".}";; esac; done
+  insmod /lib/modules/$m.ko $opts || die "insmod $m$opts failed"
+done
+
+R=/root
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=${MSIZE},cache=loose ${TAG_HOST} $R || die "cannot mount the host's / (9p tag ${TAG_HOST})"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE} ${TAG_SHARE} /share || die "cannot mount the results share (9p tag ${TAG_SHARE})"
+[ -f /share/${CTL.job} ] || die "no /share/${CTL.job}"
+BIND=""; WORKDIR=/; RESULTS=${GUEST_RESULTS_DIR}
+. /share/${CTL.job}
+
+# Bind every device whose vendor:device is listed in BIND to vfio-pci.
+for id in $BIND; do
+  found=0
+  for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat $dev/vendor):$(cat $dev/device)" = "0x\${id%:*}:0x\${id#*:}" ] || continue
+    found=1; bdf=\${dev##*/}
+    echo vfio-pci > $dev/driver_override || die "cannot set driver_override of $bdf"
+    if [ -e $dev/driver ]; then
+      old=$(readlink $dev/driver); echo $bdf > $dev/driver/unbind || die "cannot unbind $bdf from \${old##*/}"
+    fi
+    echo $bdf > /sys/bus/pci/drivers_probe
+    drv=$(readlink $dev/driver); grp=$(readlink $dev/iommu_group)
+    [ "\${drv##*/}" = vfio-pci ] || die "$bdf ($id) did not bind to vfio-pci (driver: \${drv##*/})"
+    say "$bdf ($id) bound to vfio-pci, iommu group \${grp##*/}"
+  done
+  [ $found = 1 ] || die "no PCI device $id in the guest"
+done
+
+# The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
+mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
+case "$WORKDIR" in /tmp|/tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
+mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
+mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
+mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
+case "$WORKDIR" in /tmp|/tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR";; esac
+
+echo 1 > /proc/sys/kernel/printk
+cat /proc/kmsg > /share/${CTL.kernelLog} &
+echo "${MARK_RUN}"
+env -i chroot $R /bin/sh -c "$(cat /share/${CTL.cmd})" </dev/null
+st=$?
+echo $st > /share/${CTL.status}
+echo "${MARK_EXIT}$st>>"
+sync
+poweroff -f
+sleep 30
+`;
+}

@@ -1,0 +1,67 @@
+/**
+ * The per-run files the host writes into the share for the guest's /init:
+ * `ctl/job.sh` (devices to bind, working directory) and `ctl/cmd.sh` (the
+ * command with its environment, run by the host's `/bin/sh` in the chroot).
+ */
+import { dirname, join } from "node:path";
+import type { Profile } from "./profiles.ts";
+import { GUEST_RESULTS_DIR } from "./protocol.ts";
+import { isEnvName, shQuote } from "./shell.ts";
+
+/** Inputs of {@link commandScript}. */
+export interface CommandSpec {
+  /** The profile (exported as `BUN_VFIO_PROFILE`). */
+  profile: Profile;
+  /** Program and arguments; a leading `bun` means the Bun running this code. */
+  command: string[];
+  /** Absolute working directory (same path as on the host). */
+  cwd: string;
+  /** Extra environment for the command. */
+  env?: Record<string, string>;
+}
+
+/** `ctl/job.sh`: shell variables read by /init. */
+export function jobScript(profile: Profile, cwd: string): string {
+  const bind = profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`);
+  return [
+    `BIND=${shQuote(bind.join(" "))}`,
+    `WORKDIR=${shQuote(cwd)}`,
+    `RESULTS=${shQuote(GUEST_RESULTS_DIR)}`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * The environment of the guest command: PATH with the host's Bun folder and
+ * the project's `node_modules/.bin`, HOME and TMPDIR on the guest's tmpfs,
+ * `BUN_VFIO_PROFILE`, `BUN_VFIO_SANDBOX=1`, `BUN_VFIO_RESULTS`, `CI` and
+ * colour settings passed through, then the caller's `env`.
+ */
+export function guestEnv(spec: CommandSpec): Record<string, string> {
+  const bunDirs = [dirname(process.execPath), ...(Bun.which("bun") ? [dirname(Bun.which("bun")!)] : [])];
+  const path = [...new Set([...bunDirs, join(spec.cwd, "node_modules", ".bin"),
+    "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])];
+  const env: Record<string, string> = {
+    PATH: path.join(":"),
+    HOME: "/tmp",
+    TMPDIR: "/tmp",
+    LANG: "C.UTF-8",
+    TERM: process.env.TERM && process.env.TERM !== "dumb" ? "linux" : "dumb",
+    BUN_VFIO_PROFILE: spec.profile.name,
+    BUN_VFIO_SANDBOX: "1",
+    BUN_VFIO_RESULTS: GUEST_RESULTS_DIR,
+  };
+  for (const k of ["CI", "NO_COLOR", "FORCE_COLOR"]) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  if (!process.stdout.isTTY && env.FORCE_COLOR === undefined) env.NO_COLOR = "1";
+  return { ...env, ...(spec.env ?? {}) };
+}
+
+/** `ctl/cmd.sh`: cd, export the environment, exec the command. */
+export function commandScript(spec: CommandSpec): string {
+  const env = guestEnv(spec);
+  const exports = Object.entries(env)
+    .filter(([k]) => isEnvName(k))
+    .map(([k, v]) => `export ${k}=${shQuote(v)}`);
+  const argv = spec.command.map((a, i) => (i === 0 && a === "bun" ? process.execPath : a));
+  return [`cd ${shQuote(spec.cwd)} || exit 126`, ...exports, `exec ${argv.map(shQuote).join(" ")}`, ""].join("\n");
+}

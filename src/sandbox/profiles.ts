@@ -1,0 +1,110 @@
+/**
+ * Guest profiles: which emulated devices the guest has, which of them /init
+ * binds to vfio-pci, the IOMMU setup and module options. Each profile is one
+ * plain object; add one to {@link PROFILES} and create `test/vm/<name>/`.
+ */
+
+/** An emulated PCI device of a profile. */
+export interface GuestDevice {
+  /** Short name, also used for fixture files (`nvme`, `e1000e`, `edu`). */
+  name: string;
+  /** PCI vendor ID, 4 lowercase hex digits. */
+  vendor: string;
+  /** PCI device ID, 4 lowercase hex digits. */
+  device: string;
+  /** True: /init binds it to vfio-pci. False: it keeps its guest driver. */
+  vfio: boolean;
+  /** QEMU arguments creating it; `{tmp}` is replaced by the run's scratch folder. */
+  qemu: string[];
+}
+
+/** A guest configuration: devices, IOMMU, options, test suites. */
+export interface Profile {
+  /** Name used on the command line and as `$BUN_VFIO_PROFILE` in the guest. */
+  name: string;
+  /** One line for `--list-profiles`. */
+  description: string;
+  /** QEMU intel-iommu `intremap`: interrupt remapping on or off. */
+  intremap: boolean;
+  /** Devices, in QEMU command-line order. */
+  devices: GuestDevice[];
+  /** Extra QEMU arguments placed before the devices (buses, bridges). */
+  qemuExtra?: string[];
+  /** Module options as `module.param=value` (kernel command-line syntax, read by /init). */
+  moduleOptions?: string[];
+  /** Sparse scratch files created in `{tmp}` before boot: name to size in MiB. */
+  scratch?: Record<string, number>;
+  /** Guest test folders beyond `test/vm/common` and `test/vm/<name>`. */
+  extraTestDirs?: string[];
+}
+
+/** QEMU's NVMe controller (1b36:0010) with a 64 MiB sparse raw disk. */
+export const NVME: GuestDevice = {
+  name: "nvme",
+  vendor: "1b36",
+  device: "0010",
+  vfio: true,
+  qemu: ["-drive", "if=none,id=nvm0,format=raw,file={tmp}/nvme0.img", "-device", "nvme,serial=bunvfio0,drive=nvm0"],
+};
+
+/** Intel 82574L (8086:10d3) on a user-mode netdev that reaches nothing (`restrict=on`); no option ROM. */
+export const E1000E: GuestDevice = {
+  name: "e1000e",
+  vendor: "8086",
+  device: "10d3",
+  vfio: true,
+  qemu: ["-netdev", "user,id=n0,restrict=on", "-device", "e1000e,netdev=n0,romfile="],
+};
+
+/** QEMU's educational device (1234:11e8): MSI, DMA engine, 1 MiB BAR0. */
+export const EDU: GuestDevice = { name: "edu", vendor: "1234", device: "11e8", vfio: true, qemu: ["-device", "edu"] };
+
+/** All profiles, by name. */
+export const PROFILES: Record<string, Profile> = {
+  remap: {
+    name: "remap",
+    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci",
+    intremap: true,
+    devices: [NVME, E1000E, EDU],
+    scratch: { "nvme0.img": 64 },
+  },
+  "no-remap": {
+    name: "no-remap",
+    description: "intel-iommu without interrupt remapping (type1 refuses groups until allow_unsafe_interrupts=1); same devices",
+    intremap: false,
+    devices: [NVME, E1000E, EDU],
+    moduleOptions: ["vfio_iommu_type1.allow_unsafe_interrupts=0"],
+    scratch: { "nvme0.img": 64 },
+  },
+  "shared-group": {
+    name: "shared-group",
+    description: "edu (vfio-pci) and virtio-rng (virtio-pci) behind one PCIe-to-PCI bridge: one IOMMU group, not viable",
+    intremap: true,
+    qemuExtra: ["-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1", "-device", "pcie-pci-bridge,id=br0,bus=rp0"],
+    devices: [
+      { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
+      { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
+    ],
+  },
+};
+
+/** The profile used when none is named. */
+export const DEFAULT_PROFILE = "remap";
+
+/**
+ * Look up a profile by name.
+ * @throws Error naming the known profiles when `name` is unknown
+ */
+export function getProfile(name: string): Profile {
+  const p = PROFILES[name];
+  if (!p) throw new Error(`unknown sandbox profile "${name}" (known: ${Object.keys(PROFILES).join(", ")})`);
+  return p;
+}
+
+/**
+ * The guest test folders of a profile, relative to the project root:
+ * `test/vm/common`, `test/vm/<name>`, then its extra folders.
+ */
+export function profileTestDirs(p: Profile): string[] {
+  return ["test/vm/common", `test/vm/${p.name}`, ...(p.extraTestDirs ?? [])];
+}

@@ -1,0 +1,109 @@
+/**
+ * Host tools the sandbox needs: QEMU and a static busybox (copied into the
+ * guest's initramfs). Installs them with apt when that is possible.
+ */
+import { existsSync, openSync, readSync, closeSync } from "node:fs";
+import { SandboxError, say } from "./log.ts";
+
+/** Debian packages providing the host tools. */
+export const HOST_PACKAGES = ["qemu-system-x86", "busybox-static"] as const;
+
+/** Where Debian's busybox-static puts its binary. */
+export const BUSYBOX_PATH = "/bin/busybox";
+
+/** The command a person runs to install the host tools by hand. */
+export const INSTALL_HINT = `sudo apt-get install -y --no-install-recommends ${HOST_PACKAGES.join(" ")}`;
+
+/** Paths of the host tools, as found by {@link ensureHostTools}. */
+export interface HostTools {
+  /** The `qemu-system-x86_64` binary. */
+  qemu: string;
+  /** A statically linked busybox. */
+  busybox: string;
+}
+
+/**
+ * True when the ELF file at `path` has no program interpreter (PT_INTERP),
+ * i.e. it is statically linked and can run inside an initramfs.
+ * @param path an ELF64 little-endian executable
+ */
+export function isStaticElf(path: string): boolean {
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(64);
+    if (readSync(fd, head, 0, 64, 0) < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) return false;
+    const phoff = Number(head.readBigUInt64LE(0x20));
+    const phentsize = head.readUInt16LE(0x36);
+    const phnum = head.readUInt16LE(0x38);
+    const table = Buffer.alloc(phentsize * phnum);
+    readSync(fd, table, 0, table.length, phoff);
+    for (let i = 0; i < phnum; i++) {
+      if (table.readUInt32LE(i * phentsize) === 3 /* PT_INTERP */) return false;
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function findTools(): { qemu: string | null; busybox: string | null } {
+  const qemu = Bun.which("qemu-system-x86_64");
+  const busybox = existsSync(BUSYBOX_PATH) && isStaticElf(BUSYBOX_PATH) ? BUSYBOX_PATH : null;
+  return { qemu, busybox };
+}
+
+/** True when this process may install Debian packages itself (root on a Debian system with apt-get). */
+export function canAptInstall(): boolean {
+  return process.getuid?.() === 0 && existsSync("/etc/debian_version") && Bun.which("apt-get") !== null;
+}
+
+/**
+ * Make sure QEMU and a static busybox exist. When one is missing and this
+ * process is root on Debian, runs `apt-get update` and
+ * `apt-get install -y --no-install-recommends qemu-system-x86 busybox-static`
+ * (busybox-static replaces a dynamic `busybox` package). Otherwise throws a
+ * {@link SandboxError} naming the exact install command.
+ */
+export async function ensureHostTools(): Promise<HostTools> {
+  let found = findTools();
+  if (found.qemu && found.busybox) return { qemu: found.qemu, busybox: found.busybox };
+  const missing = [
+    ...(found.qemu ? [] : ["qemu-system-x86_64 (package qemu-system-x86)"]),
+    ...(found.busybox ? [] : [`a static ${BUSYBOX_PATH} (package busybox-static)`]),
+  ].join(" and ");
+  if (!canAptInstall()) {
+    throw new SandboxError(`missing ${missing}. Install with:\n  ${INSTALL_HINT}`);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  say(`missing ${missing}: running apt-get update`);
+  await aptRun(["apt-get", "update"], env);
+  say(`installing ${HOST_PACKAGES.join(" ")} with apt-get (no recommends)`);
+  await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...HOST_PACKAGES], env);
+  found = findTools();
+  if (!found.qemu || !found.busybox) {
+    throw new SandboxError(`apt-get finished but ${missing} is still missing. Install by hand:\n  ${INSTALL_HINT}`);
+  }
+  return { qemu: found.qemu, busybox: found.busybox };
+}
+
+async function aptRun(argv: string[], env: Record<string, string | undefined>): Promise<void> {
+  const proc = Bun.spawn(argv, { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 15 * 60_000);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  if (code !== 0) {
+    const tail = (out + err).trim().split("\n").slice(-10).join("\n");
+    throw new SandboxError(`${argv.join(" ")} failed (status ${code}):\n${tail}\nInstall by hand:\n  ${INSTALL_HINT}`);
+  }
+}
+
+/**
+ * Command line that decompresses an `.xz` file to stdout: the host's `xz`
+ * when present, else busybox's `xz` applet.
+ * @param busybox path of the static busybox, the fallback
+ */
+export function xzDecompressCommand(busybox: string): string[] {
+  const xz = Bun.which("xz");
+  return xz ? [xz, "-dc"] : [busybox, "xz", "-dc"];
+}
+
