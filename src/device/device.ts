@@ -14,11 +14,30 @@ import {
   type DependentDevice, type DeviceInfo, type IrqInfo, type IrqSetData, type RegionInfo,
 } from "../uapi/structs.ts";
 import { Region } from "./region.ts";
+import { Bar, type BarAccessOptions } from "./bar.ts";
+import { decodeMsi, decodeMsix, listCapabilities, msixSizes, type MsiCapability, type MsixCapability, type PciCapability } from "./capabilities.ts";
+import { parseConfigHeader, PciCommand, PciConfigOffset, type PciConfigHeader } from "./config-space.ts";
+import { decodeBars, type PciBar } from "./bars.ts";
+import { planBarMmap, type IsolationVerdict, type MmapPlan, type MmapPolicy } from "../mmap-plan.ts";
+import { detectIsolation } from "../host/isolation.ts";
+import { pageSize } from "../sys/memory.ts";
+
+/** Options of `PciDevice.bar()` and `PciDevice.mmapPlan()`. */
+export interface BarOptions extends BarAccessOptions {
+  /** `"auto"` (default), `"strict"` (never map MSI-X table/PBA pages) or `"force"` (map whatever the kernel allows). */
+  policy?: MmapPolicy;
+  /** Use this isolation verdict instead of detecting it (for tests and for hosts you know better). */
+  isolation?: IsolationVerdict;
+  /** Plan for this page size instead of sysconf(_SC_PAGESIZE) (what-if planning only; mapping needs the real one). */
+  pageSize?: number;
+}
 import type { HostOptions } from "../host/sysfs.ts";
 
 /** What a Device needs from the group that opened it. */
 export interface DeviceOwner {
   _forget(device: Device): void;
+  /** The container the group is attached to: its IOMMU type is evidence of MSI isolation. */
+  readonly container: { readonly iommuType: "type1v2" | "type1" | "noiommu" | undefined } | undefined;
 }
 
 /**
@@ -27,7 +46,7 @@ export interface DeviceOwner {
  */
 export class Device implements Disposable {
   protected readonly fd: OwnedFd;
-  readonly #owner: DeviceOwner;
+  protected readonly owner: DeviceOwner;
   #info: DeviceInfo | undefined;
   readonly #regions = new Map<number, Region>();
   readonly #closeHooks: (() => void)[] = [];
@@ -38,7 +57,7 @@ export class Device implements Disposable {
   constructor(fd: number, name: string, path: string, owner: DeviceOwner) {
     this.fd = new OwnedFd(fd, path, "device", this);
     this.name = name;
-    this.#owner = owner;
+    this.owner = owner;
   }
 
   /** The device fd (escape hatch for raw ioctls). Throws after close. */
@@ -153,7 +172,7 @@ export class Device implements Disposable {
     } finally {
       this.#regions.clear();
       this.fd.close();
-      this.#owner._forget(this);
+      this.owner._forget(this);
     }
   }
 
@@ -184,6 +203,95 @@ export class PciDevice extends Device {
   /** Config space (region 7): read8/16/32 and write8/16/32 through pread/pwrite. */
   get config(): Region {
     return this.region(V.VFIO_PCI_CONFIG_REGION_INDEX);
+  }
+
+  /**
+   * A snapshot of config space as VFIO presents it (some fields, like BARs
+   * and the MSI/MSI-X capabilities, are virtualised by vfio-pci).
+   * Internally this is one pread(2) of region 7.
+   */
+  configBytes(): Uint8Array {
+    const config = this.config;
+    return config.read(0, config.size);
+  }
+
+  /** The decoded standard header: ids, class, command/status, header type. */
+  header(): PciConfigHeader {
+    return parseConfigHeader(this.configBytes());
+  }
+
+  /** The standard and extended capabilities, walked loop-safely from config space. */
+  capabilities(): PciCapability[] {
+    return listCapabilities(this.configBytes());
+  }
+
+  /** The MSI-X capability (table and PBA location, vector count), or undefined. */
+  msixCapability(): MsixCapability | undefined {
+    return decodeMsix(this.configBytes());
+  }
+
+  /** The MSI capability (vector count, 64-bit, per-vector masking), or undefined. */
+  msiCapability(): MsiCapability | undefined {
+    return decodeMsi(this.configBytes());
+  }
+
+  /** The BARs as decoded from the header (kind, prefetchable, address); sizes come from regionInfo(). */
+  bars(): PciBar[] {
+    return decodeBars(this.configBytes());
+  }
+
+  /** Sets or clears bits of the command register (read-modify-write of config offset 0x04). */
+  updateCommand(set: number, clear = 0): number {
+    const config = this.config;
+    const value = ((config.read16(PciConfigOffset.COMMAND) & ~clear) | set) & 0xffff;
+    config.write16(PciConfigOffset.COMMAND, value);
+    return value;
+  }
+
+  /** Turns on memory-space decoding (command bit 1), needed before touching memory BARs. */
+  enableMemory(): void {
+    this.updateCommand(PciCommand.MEMORY);
+  }
+
+  /** Turns on bus mastering (command bit 2), needed before the device can DMA. */
+  enableBusMaster(): void {
+    this.updateCommand(PciCommand.BUS_MASTER);
+  }
+
+  /**
+   * The mmap plan of a BAR: which pages to map and which to trap, from the
+   * region info, the MSI-X table/PBA location, the host page size and the
+   * host's MSI isolation (see `planBarMmap`).
+   */
+  mmapPlan(index: number, options: BarOptions = {}): MmapPlan {
+    const info = this.regionInfo(index);
+    if (index > V.VFIO_PCI_BAR5_REGION_INDEX) throw invalidArgument("mmapPlan", `region ${index} is not a BAR`, "BARs are regions 0 to 5.", this.path);
+    const msix = this.msixCapability();
+    const sizes = msix ? msixSizes(msix) : undefined;
+    const isolation = options.isolation ?? detectIsolation({
+      root: this.host.root,
+      container: { iommuType: this.owner.container?.iommuType, attached: this.owner.container?.iommuType !== undefined },
+    });
+    return planBarMmap({
+      region: { index, size: info.size, readable: info.readable, writable: info.writable, mmappable: info.mmappable, sparseAreas: info.sparseAreas, msixMappable: info.msixMappable },
+      msix: msix && sizes ? { tableBar: msix.tableBar, tableOffset: msix.tableOffset, tableSize: sizes.tableBytes, pbaBar: msix.pbaBar, pbaOffset: msix.pbaOffset, pbaSize: sizes.pbaBytes } : undefined,
+      pageSize: options.pageSize ?? pageSize(),
+      isolation,
+      policy: options.policy,
+    });
+  }
+
+  /**
+   * A register accessor for a BAR that follows its mmap plan: mapped pages
+   * are loads and stores, trapped ones pread/pwrite. Writes into the MSI-X
+   * table/PBA throw unless `allowMsixWrites`. Internally this calls
+   * VFIO_DEVICE_GET_REGION_INFO and mmap(2) for each mapped range.
+   * `bar.plan.explain()` says what was decided and why.
+   */
+  bar(index: number, options: BarOptions = {}): Bar {
+    const bar = new Bar(this.region(index), this.mmapPlan(index, options), options);
+    this.onClose(() => bar.close());
+    return bar;
   }
 
   /**

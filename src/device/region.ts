@@ -9,6 +9,7 @@ import { syscallError, type Hints } from "../sys/check.ts";
 import { checkAccess, MappedMemory, type Width } from "../sys/mmio.ts";
 import type { OwnedFd } from "../sys/owned-fd.ts";
 import type { RegionInfo } from "../uapi/structs.ts";
+import { pageSize } from "../sys/memory.ts";
 
 const RW_HINTS: Hints = {
   EINVAL: "The kernel refused this offset or width for the region (some ranges, like the MSI-X table, are not accessible through read/write).",
@@ -45,6 +46,11 @@ export class Region {
   /** Region size in bytes. */
   get size(): number {
     return this.info.size;
+  }
+
+  /** True once the device is closed. */
+  get closed(): boolean {
+    return this.#fd.closed;
   }
 
   #pread(op: string, buf: Uint8Array, length: number, offset: number): void {
@@ -145,8 +151,10 @@ export class Region {
       throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.path, detail: `region ${this.index} has no VFIO_REGION_INFO_FLAG_MMAP`, hint: "Use read/write (pread/pwrite) for this region, or device.bar(n) which picks for you." });
     }
     const offset = range.offset ?? 0;
-    const length = range.length ?? this.size - offset;
-    checkRange(op, offset, length, this.size, this.path);
+    const mappable = Math.ceil(this.size / pageSize()) * pageSize(); // the kernel maps a partial last page whole
+    const length = range.length ?? mappable - offset;
+    checkRange(op, offset, length, mappable, this.path);
+    for (const m of this.#maps) if (m.closed) this.#maps.delete(m);
     const prot = range.readOnly || !this.info.writable ? PROT_READ : PROT_READ | PROT_WRITE;
     const mapping = MappedMemory.mapFile(fd, this.info.offset + offset, length, {
       prot, path: this.path, op,

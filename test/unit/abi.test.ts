@@ -64,10 +64,10 @@ describe.skipIf(!haveToolchain)("ABI against the system <linux/vfio.h>", async (
   });
 
   test("struct sizes", () => {
-    for (const [name, size] of Object.entries(SIZEOF)) expect({ name, size }).toEqual({ name, size: c[`sizeof ${name}`]! });
+    for (const [name, size] of Object.entries(SIZEOF) as [string, number][]) expect({ name, size }).toEqual({ name, size: c[`sizeof ${name}`]! });
   });
 
   test("field offsets", () => {
-    for (const [key, offset] of Object.entries(OFFSETOF)) expect({ key, offset }).toEqual({ key, offset: c[`offsetof ${key}`]! });
+    for (const [key, offset] of Object.entries(OFFSETOF) as [string, number][]) expect({ key, offset }).toEqual({ key, offset: c[`offsetof ${key}`]! });
   });
 });

@@ -1,0 +1,186 @@
+/**
+ * The BAR accessor: one register interface per BAR that follows the mmap
+ * plan. Each "mmap" range of the plan is mapped once; every access goes to
+ * the mapping when it falls inside one and to pread/pwrite otherwise, so
+ * callers never care which. Writes into the MSI-X table and PBA are refused
+ * unless the caller opts out (vectors are configured with SET_IRQS).
+ */
+import { VfioError } from "../errors.ts";
+import { checkAccess, type MappedMemory } from "../sys/mmio.ts";
+import type { GuardedRange, MmapPlan } from "../mmap-plan.ts";
+import type { Region } from "./region.ts";
+
+/** A mapped range of the BAR: [start, end) of the BAR backed by `memory` (which starts at `start`). */
+interface MappedRange {
+  start: number;
+  end: number;
+  memory: MappedMemory;
+}
+
+/** Options of `PciDevice.bar()`. */
+export interface BarAccessOptions {
+  /** Allow writes into the MSI-X table and PBA (default false: they throw). */
+  allowMsixWrites?: boolean;
+}
+
+/**
+ * A BAR register accessor built from its {@link MmapPlan}. Obtained from
+ * `device.bar(n)`; released when the device closes or by `close()`.
+ */
+export class Bar {
+  readonly #region: Region;
+  readonly #maps: MappedRange[];
+  readonly #guards: GuardedRange[];
+  #closed = false;
+  /** The decision this accessor follows; `plan.explain()` says why. */
+  readonly plan: MmapPlan;
+
+  /** @internal Built by PciDevice.bar(): maps every "mmap" range of the plan. */
+  constructor(region: Region, plan: MmapPlan, options: BarAccessOptions = {}) {
+    this.#region = region;
+    this.plan = plan;
+    this.#guards = options.allowMsixWrites ? [] : plan.guarded;
+    this.#maps = [];
+    try {
+      for (const range of plan.ranges) {
+        if (range.access !== "mmap") continue;
+        // The kernel maps whole pages; a BAR end that is not page-aligned is mapped to the page end.
+        const length = Math.ceil((range.end - range.start) / plan.pageSize) * plan.pageSize;
+        this.#maps.push({ start: range.start, end: range.end, memory: region.map({ offset: range.start, length }) });
+      }
+    } catch (err) {
+      for (const m of this.#maps) m.memory.unmap();
+      throw err;
+    }
+  }
+
+  /** BAR index. */
+  get index(): number {
+    return this.plan.bar;
+  }
+
+  /** BAR size in bytes. */
+  get size(): number {
+    return this.plan.size;
+  }
+
+  /** True once closed (or its device closed). */
+  get closed(): boolean {
+    return this.#closed || this.#region.closed;
+  }
+
+  /** The mapped range holding [offset, offset+width), or undefined when that access is trapped. */
+  #mapped(op: string, offset: number, width: number): MappedRange | undefined {
+    if (this.#closed) throw new VfioError({ op, code: "ECLOSED", errno: 9, path: this.#region.path, detail: "the BAR accessor is closed", hint: "Get a new accessor with device.bar(n)." });
+    checkAccess(op, offset, width, this.plan.size, this.#region.path);
+    for (const m of this.#maps) if (offset >= m.start && offset + width <= m.end) return m;
+    return undefined;
+  }
+
+  #guard(op: string, offset: number, length: number): void {
+    for (const g of this.#guards) {
+      if (offset < g.end && offset + length > g.start) {
+        throw new VfioError({
+          op, code: "EPERM", errno: 1, path: this.#region.path,
+          detail: `0x${offset.toString(16)}+${length} overlaps the ${g.what === "msix-table" ? "MSI-X table" : "MSI-X PBA"} (0x${g.start.toString(16)}-0x${g.end.toString(16)})`,
+          hint: "Configure vectors with device.msix (VFIO_DEVICE_SET_IRQS); pass { allowMsixWrites: true } to device.bar() to write there anyway.",
+        });
+      }
+    }
+  }
+
+  /** One 8-bit read (a load from the mapping, or pread). */
+  read8(offset: number): number {
+    const m = this.#mapped("read8", offset, 1);
+    return m ? m.memory.read8(offset - m.start) : this.#region.read8(offset);
+  }
+  /** One 16-bit read (a load from the mapping, or pread). */
+  read16(offset: number): number {
+    const m = this.#mapped("read16", offset, 2);
+    return m ? m.memory.read16(offset - m.start) : this.#region.read16(offset);
+  }
+  /** One 32-bit read (a load from the mapping, or pread). */
+  read32(offset: number): number {
+    const m = this.#mapped("read32", offset, 4);
+    return m ? m.memory.read32(offset - m.start) : this.#region.read32(offset);
+  }
+  /** One 64-bit read (a load from the mapping, or pread). */
+  read64(offset: number): bigint {
+    const m = this.#mapped("read64", offset, 8);
+    return m ? m.memory.read64(offset - m.start) : this.#region.read64(offset);
+  }
+  /** One 8-bit write (a store to the mapping, or pwrite). */
+  write8(offset: number, value: number): void {
+    const m = this.#mapped("write8", offset, 1);
+    this.#guard("write8", offset, 1);
+    if (m) m.memory.write8(offset - m.start, value);
+    else this.#region.write8(offset, value);
+  }
+  /** One 16-bit write (a store to the mapping, or pwrite). */
+  write16(offset: number, value: number): void {
+    const m = this.#mapped("write16", offset, 2);
+    this.#guard("write16", offset, 2);
+    if (m) m.memory.write16(offset - m.start, value);
+    else this.#region.write16(offset, value);
+  }
+  /** One 32-bit write (a store to the mapping, or pwrite). */
+  write32(offset: number, value: number): void {
+    const m = this.#mapped("write32", offset, 4);
+    this.#guard("write32", offset, 4);
+    if (m) m.memory.write32(offset - m.start, value);
+    else this.#region.write32(offset, value);
+  }
+  /** One 64-bit write (a store to the mapping, or pwrite). */
+  write64(offset: number, value: bigint): void {
+    const m = this.#mapped("write64", offset, 8);
+    this.#guard("write64", offset, 8);
+    if (m) m.memory.write64(offset - m.start, value);
+    else this.#region.write64(offset, value);
+  }
+
+  /**
+   * Copies `length` bytes out of the BAR, piece by piece along the plan:
+   * mapped pieces are copied from the mapping (memcpy: fine for device
+   * memory, not for registers with read side effects), trapped ones are read
+   * with one pread each.
+   */
+  read(offset: number, length: number): Uint8Array {
+    this.#mapped("read", offset, 0);
+    checkAccess("read", offset, length, this.plan.size, this.#region.path);
+    const out = new Uint8Array(length);
+    this.#pieces(offset, length, (start, end, m) => {
+      out.set(m ? m.memory.bytes.subarray(start - m.start, end - m.start) : this.#region.read(start, end - start), start - offset);
+    });
+    return out;
+  }
+
+  /** Copies `bytes` into the BAR at `offset`, along the plan like {@link read}. Refused over the MSI-X table/PBA. */
+  write(offset: number, bytes: Uint8Array): void {
+    this.#mapped("write", offset, 0);
+    checkAccess("write", offset, bytes.byteLength, this.plan.size, this.#region.path);
+    this.#guard("write", offset, bytes.byteLength);
+    this.#pieces(offset, bytes.byteLength, (start, end, m) => {
+      const piece = bytes.subarray(start - offset, end - offset);
+      if (m) m.memory.bytes.set(piece, start - m.start);
+      else this.#region.write(start, piece);
+    });
+  }
+
+  /** Splits [offset, offset+length) at plan range boundaries and calls `visit` for each piece. */
+  #pieces(offset: number, length: number, visit: (start: number, end: number, m: MappedRange | undefined) => void): void {
+    const end = offset + length;
+    for (const range of this.plan.ranges) {
+      const s = Math.max(offset, range.start);
+      const e = Math.min(end, range.end);
+      if (s >= e) continue;
+      visit(s, e, this.#maps.find((m) => s >= m.start && e <= m.end));
+    }
+  }
+
+  /** Unmaps the BAR's mappings; later accesses throw. Idempotent; done for you when the device closes. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const m of this.#maps) m.memory.unmap();
+  }
+}
