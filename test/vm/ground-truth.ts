@@ -73,3 +73,18 @@ export function reservedRegions(group: number): { start: bigint; end: bigint; ty
 export function readText(path: string): string {
   return readFileSync(path, "utf8").trim();
 }
+
+/**
+ * The MSI-X table and PBA location read from the sysfs config bytes with a
+ * minimal capability walk written here, independent of the library's parser.
+ */
+export function msixFromSysfs(bdf: string): { vectors: number; tableBar: number; tableOffset: number; pbaBar: number; pbaOffset: number } | undefined {
+  const dv = new DataView(configBytes(bdf).buffer);
+  for (let at = dv.getUint8(0x34) & ~3, hops = 0; at !== 0 && hops < 48; at = dv.getUint8(at + 1) & ~3, hops++) {
+    if (dv.getUint8(at) !== 0x11) continue;
+    const table = dv.getUint32(at + 4, true);
+    const pba = dv.getUint32(at + 8, true);
+    return { vectors: (dv.getUint16(at + 2, true) & 0x7ff) + 1, tableBar: table & 7, tableOffset: table & ~7, pbaBar: pba & 7, pbaOffset: pba & ~7 };
+  }
+  return undefined;
+}
