@@ -6,7 +6,7 @@
  * unless the caller opts out (vectors are configured with SET_IRQS).
  */
 import { VfioError } from "../errors.ts";
-import { checkAccess, type MappedMemory } from "../sys/mmio.ts";
+import { checkAccess, checkRange, type MappedMemory } from "../sys/mmio.ts";
 import type { GuardedRange, MmapPlan } from "../mmap-plan.ts";
 import type { Region } from "./region.ts";
 
@@ -71,10 +71,14 @@ export class Bar {
 
   /** The mapped range holding [offset, offset+width), or undefined when that access is trapped. */
   #mapped(op: string, offset: number, width: number): MappedRange | undefined {
-    if (this.#closed) throw new VfioError({ op, code: "ECLOSED", errno: 9, path: this.#region.path, detail: "the BAR accessor is closed", hint: "Get a new accessor with device.bar(n)." });
+    this.#alive(op);
     checkAccess(op, offset, width, this.plan.size, this.#region.path);
     for (const m of this.#maps) if (offset >= m.start && offset + width <= m.end) return m;
     return undefined;
+  }
+
+  #alive(op: string): void {
+    if (this.#closed) throw new VfioError({ op, code: "ECLOSED", errno: 9, path: this.#region.path, detail: "the BAR accessor is closed", hint: "Get a new accessor with device.bar(n)." });
   }
 
   #guard(op: string, offset: number, length: number): void {
@@ -145,8 +149,8 @@ export class Bar {
    * with one pread each.
    */
   read(offset: number, length: number): Uint8Array {
-    this.#mapped("read", offset, 0);
-    checkAccess("read", offset, length, this.plan.size, this.#region.path);
+    this.#alive("read");
+    checkRange("read", offset, length, this.plan.size, this.#region.path);
     const out = new Uint8Array(length);
     this.#pieces(offset, length, (start, end, m) => {
       out.set(m ? m.memory.bytes.subarray(start - m.start, end - m.start) : this.#region.read(start, end - start), start - offset);
@@ -156,8 +160,8 @@ export class Bar {
 
   /** Copies `bytes` into the BAR at `offset`, along the plan like {@link read}. Refused over the MSI-X table/PBA. */
   write(offset: number, bytes: Uint8Array): void {
-    this.#mapped("write", offset, 0);
-    checkAccess("write", offset, bytes.byteLength, this.plan.size, this.#region.path);
+    this.#alive("write");
+    checkRange("write", offset, bytes.byteLength, this.plan.size, this.#region.path);
     this.#guard("write", offset, bytes.byteLength);
     this.#pieces(offset, bytes.byteLength, (start, end, m) => {
       const piece = bytes.subarray(start - offset, end - offset);

@@ -6,7 +6,7 @@
 import { VfioError, invalidArgument } from "../errors.ts";
 import { libc, PROT_READ, PROT_WRITE } from "../sys/libc.ts";
 import { syscallError, type Hints } from "../sys/check.ts";
-import { checkAccess, MappedMemory, type Width } from "../sys/mmio.ts";
+import { checkAccess, checkRange, MappedMemory, type Width } from "../sys/mmio.ts";
 import type { OwnedFd } from "../sys/owned-fd.ts";
 import type { RegionInfo } from "../uapi/structs.ts";
 import { pageSize } from "../sys/memory.ts";
@@ -168,12 +168,6 @@ export class Region {
   unmapAll(): void {
     for (const m of this.#maps) m.unmap();
     this.#maps.clear();
-  }
-}
-
-function checkRange(op: string, offset: number, length: number, size: number, path: string): void {
-  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    throw invalidArgument(op, `range 0x${offset.toString(16)}+0x${length.toString(16)} is outside the region (size 0x${size.toString(16)})`, "Keep offset and length inside region.size.", path);
   }
 }
 

@@ -33,6 +33,13 @@ export function checkAccess(op: string, offset: number, width: number, length: n
   }
 }
 
+/** Checks that `[offset, offset+length)` lies inside `size` (bulk copies: any alignment). */
+export function checkRange(op: string, offset: number, length: number, size: number, path?: string): void {
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw invalidArgument(op, `range 0x${offset.toString(16)}+0x${length.toString(16)} is outside the region (size 0x${size.toString(16)})`, "Keep offset and length inside the region's size.", path);
+  }
+}
+
 /** A live mmap(2) of `length` bytes, released by `unmap()`. */
 export class MappedMemory {
   #address: number;
