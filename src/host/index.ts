@@ -19,3 +19,10 @@ export {
 export { listPciDevices, parseResourceFile, pciDevice, type PciDeviceInfo, type PciResource } from "./pci.ts";
 export { lookupPciNames, type PciIdNames, type PciIdQuery } from "./pci-ids.ts";
 export type { HostOptions, SysfsWriter } from "./sysfs.ts";
+export {
+  detectIsolation,
+  dmarInterruptRemapCapable,
+  parseInterruptChips,
+  type IsolationContainerState,
+  type IsolationEvidenceSources,
+} from "./isolation.ts";
