@@ -1,0 +1,192 @@
+#!/usr/bin/env bun
+/**
+ * The whole test suite (`npm test`): host unit tests, then for each sandbox
+ * profile a QEMU guest running that profile's guest suites with real
+ * vfio-pci. Prints a per-suite summary; the last line is always
+ * `tests: N passed, N failed[, N skipped]`. Exits 1 when anything failed,
+ * including a suite that could not run (never a silent skip).
+ *
+ *   bun test/run.ts [--unit-only] [--profile NAME]... [-t PATTERN] [--verbose]
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GUEST_RESULTS_DIR, PROFILES, profileTestDirs, runGuest, SandboxError } from "../src/sandbox/index.ts";
+import { countsOf, type Counts } from "./harness/counts.ts";
+
+const ROOT = join(import.meta.dir, "..");
+/** Time a guest's `bun test` may run. */
+const GUEST_TIMEOUT_MS = 10 * 60_000;
+/** Per-test timeout inside the guest (TCG is slower than the host). */
+const GUEST_TEST_TIMEOUT_MS = 60_000;
+
+const HELP = `Usage: bun test/run.ts [options] [PATTERN]
+
+Runs test/unit on the host, then test/vm/common + test/vm/<profile> in a
+QEMU guest per profile (see bun src/cli/main.ts sandbox --list-profiles).
+
+  --unit-only          host unit tests only
+  --profile NAME       only this guest profile (repeatable)
+  -t, --test-name-pattern PATTERN   only tests whose name matches (also a bare PATTERN)
+  --verbose            show the guests' kernel boot messages
+  -h, --help           this text`;
+
+interface Args {
+  unitOnly: boolean;
+  profiles: string[];
+  pattern?: string;
+  verbose: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { unitOnly: false, profiles: [], verbose: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf("=");
+    const key = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    const value = (): string => {
+      const v = arg.startsWith("--") && eq > 0 ? arg.slice(eq + 1) : argv[++i];
+      if (v === undefined) usage(`${key} needs a value`);
+      return v;
+    };
+    if (key === "-h" || key === "--help") {
+      console.log(HELP);
+      process.exit(0);
+    } else if (key === "--unit-only") a.unitOnly = true;
+    else if (key === "--verbose") a.verbose = true;
+    else if (key === "--profile") {
+      const p = value();
+      if (!PROFILES[p]) usage(`unknown profile "${p}" (known: ${Object.keys(PROFILES).join(", ")})`);
+      a.profiles.push(p);
+    } else if (key === "-t" || key === "--test-name-pattern") a.pattern = value();
+    else if (!arg.startsWith("-") && a.pattern === undefined) a.pattern = arg;
+    else usage(`unknown argument ${arg}`);
+  }
+  if (a.profiles.length === 0) a.profiles = Object.keys(PROFILES);
+  return a;
+}
+
+function usage(msg: string): never {
+  console.error(`test/run.ts: ${msg}\n\n${HELP}`);
+  process.exit(2);
+}
+
+/** One line of the summary. */
+interface SuiteResult {
+  name: string;
+  counts: Counts;
+  ms: number;
+  note?: string;
+}
+
+function hasTests(dir: string): boolean {
+  const abs = join(ROOT, dir);
+  if (!existsSync(abs)) return false;
+  return readdirSync(abs, { recursive: true }).some((f) => String(f).endsWith(".test.ts"));
+}
+
+function banner(text: string): void {
+  process.stderr.write(`\n=== ${text} ===\n`);
+}
+
+async function runUnit(args: Args, work: string): Promise<SuiteResult> {
+  const t0 = performance.now();
+  banner("unit tests (host)");
+  if (!hasTests("test/unit")) return { name: "unit", counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no test files in test/unit" };
+  const junit = join(work, "unit.xml");
+  const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
+    ...(args.pattern ? ["-t", args.pattern] : []), "./test/unit"];
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_VFIO_SANDBOX: undefined } });
+  let output = "";
+  const tee = async (stream: ReadableStream<Uint8Array>, sink: NodeJS.WriteStream): Promise<void> => {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      output += dec.decode(chunk, { stream: true });
+      sink.write(chunk);
+    }
+  };
+  const [, , status] = await Promise.all([tee(proc.stdout, process.stdout), tee(proc.stderr, process.stderr), proc.exited]);
+  const { counts, note } = countsOf(existsSync(junit) ? readFileSync(junit, "utf8") : null, output, status);
+  return { name: "unit", counts, ms: performance.now() - t0, note };
+}
+
+/** Set once a guest could not be prepared (QEMU or kernel missing): later profiles fail with the same reason. */
+let prepareError: string | undefined;
+
+async function runProfile(name: string, args: Args, work: string): Promise<SuiteResult> {
+  const t0 = performance.now();
+  const suite = `guest:${name}`;
+  banner(`guest tests, profile ${name}`);
+  const dirs = profileTestDirs(PROFILES[name]!).filter(hasTests);
+  if (dirs.length === 0) return { name: suite, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no guest test files" };
+  if (prepareError) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `could not run: ${prepareError}` };
+  const outDir = join(work, name);
+  const command = ["bun", "test", `--timeout=${GUEST_TEST_TIMEOUT_MS}`, "--reporter=junit", `--reporter-outfile=${GUEST_RESULTS_DIR}/junit.xml`,
+    ...(args.pattern ? ["-t", args.pattern] : []), ...dirs.map((d) => `./${d}`)];
+  let output = "";
+  try {
+    const r = await runGuest({
+      profile: name,
+      command,
+      cwd: ROOT,
+      outDir,
+      timeoutMs: GUEST_TIMEOUT_MS,
+      verbose: args.verbose || undefined,
+      onOutput: (line) => {
+        output += `${line}\n`;
+        process.stdout.write(`${line}\n`);
+      },
+    });
+    const junitPath = join(outDir, "junit.xml");
+    const junit = existsSync(junitPath) ? readFileSync(junitPath, "utf8") : null;
+    const timing = `boot ${sec(r.readyMs)}, tests ${sec(r.commandMs)}`;
+    if (r.failure) {
+      const { counts } = countsOf(junit, output, r.status);
+      counts.failed = Math.max(1, counts.failed);
+      return {
+        name: suite, counts, ms: performance.now() - t0,
+        note: `${r.failure}; console log ${r.consoleLog}, kernel log ${r.kernelLog} (rerun with --verbose to see the boot)`,
+      };
+    }
+    const { counts, note } = countsOf(junit, output, r.status);
+    return { name: suite, counts, ms: performance.now() - t0, note: note ? `${note}; ${timing}` : timing };
+  } catch (e) {
+    if (!(e instanceof SandboxError)) throw e;
+    prepareError = e.message.replace(/\n\s*/g, " ");
+    return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: performance.now() - t0, note: `could not run: ${prepareError}` };
+  }
+}
+
+function sec(ms: number | undefined): string {
+  return ms === undefined ? "?" : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function printSummary(results: SuiteResult[], totalMs: number): Counts {
+  const total: Counts = { passed: 0, failed: 0, skipped: 0 };
+  const w = Math.max(5, ...results.map((r) => r.name.length));
+  const lines = [`${"suite".padEnd(w)}  ${"pass".padStart(5)}  ${"fail".padStart(5)}  ${"skip".padStart(5)}  ${"time".padStart(7)}  note`];
+  for (const r of results) {
+    total.passed += r.counts.passed;
+    total.failed += r.counts.failed;
+    total.skipped += r.counts.skipped;
+    lines.push(`${r.name.padEnd(w)}  ${String(r.counts.passed).padStart(5)}  ${String(r.counts.failed).padStart(5)}  ` +
+      `${String(r.counts.skipped).padStart(5)}  ${sec(r.ms).padStart(7)}  ${r.note ?? ""}`);
+  }
+  lines.push(`total time ${sec(totalMs)}`);
+  console.log(`\n=== summary ===\n${lines.join("\n")}`);
+  return total;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const t0 = performance.now();
+const work = mkdtempSync(join(tmpdir(), "bun-vfio-tests-"));
+const results: SuiteResult[] = [];
+try {
+  results.push(await runUnit(args, work));
+  if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+const total = printSummary(results, performance.now() - t0);
+console.log(`tests: ${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);
+process.exit(total.failed > 0 ? 1 : 0);

@@ -1,0 +1,74 @@
+/**
+ * Smoke test of the sandbox itself, in every profile: the profile's devices
+ * are bound as promised and interrupt remapping matches the profile.
+ * Ground truth only: sysfs, /dev and /proc, never the library.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { basename } from "node:path";
+import { getProfile } from "../../../src/sandbox/profiles.ts";
+
+const inGuest = process.env.BUN_VFIO_SANDBOX === "1";
+const PCI = "/sys/bus/pci/devices";
+
+function read(path: string): string {
+  return readFileSync(path, "utf8").trim();
+}
+
+function bdfsOf(vendor: string, device: string): string[] {
+  return readdirSync(PCI).filter((b) => read(`${PCI}/${b}/vendor`) === `0x${vendor}` && read(`${PCI}/${b}/device`) === `0x${device}`);
+}
+
+describe.skipIf(!inGuest)(`sandbox profile ${process.env.BUN_VFIO_PROFILE}`, () => {
+  const profile = getProfile(process.env.BUN_VFIO_PROFILE ?? "");
+
+  for (const dev of profile.devices) {
+    test(`${dev.name} (${dev.vendor}:${dev.device}) is ${dev.vfio ? "bound to vfio-pci with a /dev/vfio group node" : "left on its guest driver"}`, () => {
+      const bdfs = bdfsOf(dev.vendor, dev.device);
+      expect(bdfs.length).toBeGreaterThan(0);
+      for (const bdf of bdfs) {
+        const driver = existsSync(`${PCI}/${bdf}/driver`) ? basename(readlinkSync(`${PCI}/${bdf}/driver`)) : "(none)";
+        const group = basename(readlinkSync(`${PCI}/${bdf}/iommu_group`));
+        if (dev.vfio) {
+          expect(driver).toBe("vfio-pci");
+          expect(existsSync(`/dev/vfio/${group}`)).toBe(true);
+        } else {
+          expect(driver).not.toBe("vfio-pci");
+          expect(driver).not.toBe("(none)");
+        }
+      }
+    });
+  }
+
+  test("/dev/vfio/vfio exists", () => {
+    expect(existsSync("/dev/vfio/vfio")).toBe(true);
+  });
+
+  test(`interrupt remapping is ${profile.intremap ? "on (IR- chips)" : "off (no IR- chips)"} in /proc/interrupts`, () => {
+    const chips = read("/proc/interrupts").split("\n").filter((l) => /^\s*\d+:/.test(l));
+    expect(chips.length).toBeGreaterThan(0);
+    const remapped = chips.filter((l) => /\sIR-/.test(l));
+    if (profile.intremap) expect(remapped.length).toBeGreaterThan(0);
+    else expect(remapped).toEqual([]);
+  });
+
+  test(`DMAR ecap IR bit (3) is ${profile.intremap ? "set" : "clear"}`, () => {
+    const dmars = readdirSync("/sys/class/iommu").filter((d) => d.startsWith("dmar"));
+    expect(dmars.length).toBeGreaterThan(0);
+    for (const d of dmars) {
+      const ecap = BigInt(`0x${read(`/sys/class/iommu/${d}/intel-iommu/ecap`)}`);
+      expect((ecap >> 3n) & 1n).toBe(profile.intremap ? 1n : 0n);
+    }
+  });
+
+  test("vfio_iommu_type1 starts with allow_unsafe_interrupts=N", () => {
+    expect(read("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")).toBe("N");
+  });
+
+  test("the results folder is writable", () => {
+    const dir = process.env.BUN_VFIO_RESULTS;
+    expect(dir).toBeTruthy();
+    writeFileSync(`${dir}/.sandbox-smoke`, "ok");
+    expect(read(`${dir}/.sandbox-smoke`)).toBe("ok");
+  });
+});
