@@ -1,13 +1,57 @@
 #!/usr/bin/env bun
 /**
- * Temporary `bun-vfio` entry point holding only the `sandbox` dispatch;
- * the full CLI replaces this file.
+ * The `bun-vfio` command: list devices, bind/release them, show what VFIO
+ * reports about a device and the mmap plan of its BARs, and run scripts in
+ * the built-in sandbox guest.
  */
+import { VfioError } from "../errors.ts";
 import { sandboxCommand } from "../sandbox/cli.ts";
+import { bindCommand, releaseCommand } from "./bind.ts";
+import { infoCommand, planCommand } from "./info.ts";
+import { listCommand } from "./list.ts";
 
-const [sub, ...rest] = process.argv.slice(2);
-if (sub === "sandbox") {
-  process.exit(await sandboxCommand(rest));
+const USAGE = `usage: bun-vfio <command> [options]
+
+commands:
+  list                         PCI devices with names, driver and IOMMU group
+  info <bdf> [--policy P]      what VFIO reports: regions, IRQs, capabilities, mmap plans
+  plan <bdf> [--bar N] [--policy auto|strict|force]
+                               explain which pages of each BAR are mmapped or trapped, and why
+  bind <bdf>                   bind a device to vfio-pci (as root; unbinds its driver)
+  release <bdf> [--driver D]   give a device back to its driver
+  sandbox [--profile P] [-- <command...>]
+                               run a command in a QEMU guest with emulated devices on vfio-pci
+                               (default: bun examples/nvme-identify.ts)
+
+Run \`bun-vfio <command> --help\` for a command's options.`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number> | number> = {
+  list: listCommand,
+  info: infoCommand,
+  plan: planCommand,
+  bind: bindCommand,
+  release: releaseCommand,
+  sandbox: sandboxCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`bun-vfio: unknown command '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (!(err instanceof VfioError)) throw err;
+    console.error(`bun-vfio ${name}: ${err.message}`);
+    return 1;
+  }
 }
-console.error("usage: bun-vfio sandbox [--profile NAME] [--timeout SECONDS] [--list-profiles] -- <command...>");
-process.exit(2);
+
+process.exit(await main(process.argv.slice(2)));
