@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { hostPath, isErrno, type HostOptions } from "./sysfs.ts";
+import { hostPath, type HostOptions } from "./sysfs.ts";
 
 /** Human-readable names from the system's pci.ids; each is `undefined` when unknown. */
 export interface PciIdNames {
@@ -27,24 +27,28 @@ export interface PciIdQuery {
 // Where distributions install the pciutils database; the library never ships a copy.
 const PCI_IDS_LOCATIONS = ["usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids", "usr/share/pci.ids"];
 
-const databaseCache = new Map<string, string | null>();
+type Block = { name: string; children: string[] };
+/** The file's text plus the blocks already looked up: listing a big machine asks for the same vendors over and over. */
+type Database = { text: string; blocks: Map<string, Block | undefined> };
 
-/** The pci.ids text under the root, read once per process; `null` when the system has none. */
-function loadDatabase(options?: HostOptions): string | null {
+const databaseCache = new Map<string, Database | null>();
+
+/** The pci.ids under the root, read once per process; `null` when the system has none. */
+function loadDatabase(options?: HostOptions): Database | null {
   const root = options?.root ?? "/";
   const cached = databaseCache.get(root);
   if (cached !== undefined) return cached;
-  let text: string | null = null;
+  let db: Database | null = null;
   for (const location of PCI_IDS_LOCATIONS) {
     try {
-      text = "\n" + readFileSync(hostPath(options, location), "latin1");
+      db = { text: "\n" + readFileSync(hostPath(options, location), "utf8"), blocks: new Map() };
       break;
-    } catch (err) {
-      if (!isErrno(err, "ENOENT") && !isErrno(err, "EACCES")) throw err;
+    } catch {
+      // Names are a nicety: an unreadable database is treated as an absent one.
     }
   }
-  databaseCache.set(root, text);
-  return text;
+  databaseCache.set(root, db);
+  return db;
 }
 
 const hex = (value: number, width: number) => value.toString(16).padStart(width, "0");
@@ -53,7 +57,12 @@ const hex = (value: number, width: number) => value.toString(16).padStart(width,
  * The lines nested under the top-level line starting with `head` (a vendor
  * `"8086  "` or a class `"C 01  "`), without parsing the rest of the file.
  */
-function findBlock(db: string, head: string): { name: string; children: string[] } | undefined {
+function findBlock(db: Database, head: string): Block | undefined {
+  if (!db.blocks.has(head)) db.blocks.set(head, scanBlock(db.text, head));
+  return db.blocks.get(head);
+}
+
+function scanBlock(db: string, head: string): Block | undefined {
   const start = db.indexOf("\n" + head);
   if (start < 0) return undefined;
   const lineAt = (from: number) => {

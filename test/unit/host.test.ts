@@ -48,6 +48,7 @@ const PCI_IDS = `# fake pci.ids
 	000d  QEMU XHCI Host Controller
 1b37  Not Red Hat
 	0011  Belongs to the next vendor
+abcd  Müller Gerätebau GmbH
 8086  Intel Corporation
 	10d3  82574L Gigabit Network Connection
 		8086 0000  Gigabit CT Desktop Adapter
@@ -241,7 +242,8 @@ describe("listPciDevices / pciDevice", () => {
     });
     // 8086:10d3 with a subsystem that only exists under another device stays unnamed.
     expect(lookupPciNames({ vendorId: 0x8086, deviceId: 0x10d3, subsystemVendorId: 0x1af4, subsystemDeviceId: 0x1100 }, { root }).subsystem).toBeUndefined();
-    expect(lookupPciNames({ vendorId: 0xabcd, deviceId: 1 }, { root })).toEqual({});
+    expect(lookupPciNames({ vendorId: 0xabce, deviceId: 1 }, { root })).toEqual({});
+    expect(lookupPciNames({ vendorId: 0xabcd, deviceId: 1 }, { root }).vendor).toBe("Müller Gerätebau GmbH");
   });
 
   test("without a pci.ids every name is undefined", () => {
