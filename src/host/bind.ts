@@ -109,7 +109,9 @@ function restoreQuietly(write: SysfsWriter, override: string, probe: string, bdf
  * picked another driver (or none), it writes the address to that driver's
  * `bind`, and throws if the device still is not bound to it. When
  * `previousDriver` is `"vfio-pci"` (it was bound before `bindToVfio`), it
- * does nothing. Needs root.
+ * does nothing. Needs root. Close the device, group and container first:
+ * while a process holds the device open, the kernel makes the `unbind`
+ * write wait (and signals the VFIO request IRQ) until it lets go.
  */
 export function releaseFromVfio(bdf: string, options: ReleaseOptions = {}): ReleaseResult {
   const { address, dir } = requireDevice("releaseFromVfio", bdf, options);
