@@ -170,11 +170,12 @@ describe("host fixture: host bridge 8086:0d57 (4096 bytes, no capabilities)", ()
 // 0/0x2000, PCIe 0xe0, MSI 0xd0, PM 0xc8, AER 0x100, DSN 0x140) and
 // hw/misc/edu.c (one 64-bit MSI vector, 1 MiB BAR0). pci_add_capability links
 // each new capability at the head, so the list runs in reverse order of creation.
+// Devices that set no subsystem ids get QEMU's default 1af4:1100 (hw/pci/pci.c).
 
 const nvme = fixture("nvme");
 describe.skipIf(!nvme)("QEMU nvme 1b36:0010", () => {
   test("header", () => {
-    expect(parseConfigHeader(nvme!.config)).toMatchObject({ vendorId: 0x1b36, deviceId: 0x0010, revision: 0x02, classCode: 0x010802, headerType: 0, interruptPin: 1 });
+    expect(parseConfigHeader(nvme!.config)).toMatchObject({ vendorId: 0x1b36, deviceId: 0x0010, revision: 0x02, classCode: 0x010802, headerType: 0, subsystemVendorId: 0x1af4, subsystemId: 0x1100, interruptPin: 1 });
   });
   test("capabilities: MSI-X, PCIe, PM; no extended ones", () => {
     expect(chain(nvme!.config)).toEqual([
@@ -233,7 +234,7 @@ const edu = fixture("edu");
 describe.skipIf(!edu)("QEMU edu 1234:11e8", () => {
   test("header: conventional PCI, 256 bytes", () => {
     expect(edu!.config.length).toBe(256);
-    expect(parseConfigHeader(edu!.config)).toMatchObject({ vendorId: 0x1234, deviceId: 0x11e8, revision: 0x10, classCode: 0x00ff00, interruptPin: 1 });
+    expect(parseConfigHeader(edu!.config)).toMatchObject({ vendorId: 0x1234, deviceId: 0x11e8, revision: 0x10, classCode: 0x00ff00, subsystemVendorId: 0x1af4, subsystemId: 0x1100, interruptPin: 1 });
   });
   test("MSI only: one vector, 64-bit, no masking", () => {
     expect(chain(edu!.config)).toEqual([[PciCapId.MSI, 0x40]]);
