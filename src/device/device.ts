@@ -312,13 +312,13 @@ export class PciDevice extends Device {
   }
 
   /**
-   * Resets the bus or slot this device sits on. Every group listed by
-   * {@link hotResetInfo} must be open here and passed in (the kernel checks it
-   * owns them all). Internally this calls VFIO_DEVICE_PCI_HOT_RESET.
+   * Resets the bus or slot this device sits on. Every device listed by
+   * {@link hotResetInfo} must be bound to vfio-pci, and every group it lists
+   * must be open here and passed in (the kernel checks it owns them all). Internally this calls VFIO_DEVICE_PCI_HOT_RESET.
    */
   hotReset(groups: readonly { unsafeFd: number }[]): void {
     this.fd.ioctl("VFIO_DEVICE_PCI_HOT_RESET", V.VFIO_DEVICE_PCI_HOT_RESET, encodeHotReset(groups.map((g) => g.unsafeFd)), {
-      EINVAL: "Pass every group that hotResetInfo() lists, each open in this process.",
+      EINVAL: "Every device that hotResetInfo() lists must be bound to vfio-pci, and every group it lists passed in, open in this process.",
       EPERM: "Every affected group must be open in this process: open the groups that hotResetInfo() lists.",
     });
   }
