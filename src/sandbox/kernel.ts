@@ -3,7 +3,7 @@
  * with a private apt configuration into the cache, or the user's own kernel
  * via `BUN_VFIO_KERNEL` / `BUN_VFIO_MODULES`.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { deriveBackportsSource, KERNEL_SUITE } from "./apt-sources.ts";
 import { SandboxError, say } from "./log.ts";
@@ -50,7 +50,31 @@ export function kernelFromEnv(): GuestKernel | null {
     else throw new SandboxError("BUN_VFIO_KERNEL is set: also set BUN_VFIO_MODULES to its /lib/modules/<version> folder");
   }
   if (!existsSync(modulesDir)) throw new SandboxError(`BUN_VFIO_MODULES=${modulesDir} does not exist`);
-  return { version: basename(modulesDir), vmlinuz, modulesDir };
+  return { version: bzImageVersion(vmlinuz) ?? basename(modulesDir), vmlinuz, modulesDir };
+}
+
+/**
+ * The kernel release recorded in a bzImage header (the first word of the
+ * string that `kernel_version`, at offset 0x20e, points to), or null when
+ * the file is not a bzImage.
+ * @param vmlinuz path of the kernel image
+ */
+export function bzImageVersion(vmlinuz: string): string | null {
+  try {
+    const head = Buffer.alloc(64 * 1024);
+    const fd = openSync(vmlinuz, "r");
+    try {
+      readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (head.toString("latin1", 0x202, 0x206) !== "HdrS") return null;
+    const ptr = head.readUInt16LE(0x20e) + 0x200;
+    const end = head.indexOf(0, ptr);
+    return head.toString("latin1", ptr, end < 0 ? ptr + 128 : end).split(" ")[0] || null;
+  } catch {
+    return null;
+  }
 }
 
 /** The private apt options: our own sources, lists and cache; the system's config untouched. */
@@ -107,17 +131,22 @@ export async function ensureKernel(): Promise<GuestKernel> {
   const opts = aptOptions(aptDir);
 
   say(`updating the private ${KERNEL_SUITE} package list (source derived from ${source.from})`);
-  await runTool(["apt-get", ...opts, "update"], { timeoutMs: APT_UPDATE_TIMEOUT_MS });
-  const deps = await runTool(["apt-cache", ...opts, "depends", "linux-image-amd64"], { timeoutMs: 60_000 });
-  const pkg = /Depends:\s*(linux-image-\d\S*)/.exec(deps.stdout)?.[1];
-  if (!pkg) throw new SandboxError(`apt-cache depends linux-image-amd64 named no versioned kernel package:\n${deps.stdout}`);
+  const pkg = await fail("apt-get update / apt-cache depends", async () => {
+    const update = await runTool(["apt-get", ...opts, "update"], { timeoutMs: APT_UPDATE_TIMEOUT_MS });
+    const fetchError = /^(W: Failed to fetch|E: ).*$/m.exec(update.stdout + update.stderr);
+    if (fetchError) throw new SandboxError(`apt-get update could not fetch ${KERNEL_SUITE}: ${fetchError[0]}`);
+    const deps = await runTool(["apt-cache", ...opts, "depends", "linux-image-amd64"], { timeoutMs: 60_000 });
+    const name = /Depends:\s*(linux-image-\d\S*)/.exec(deps.stdout)?.[1];
+    if (!name) throw new SandboxError(`apt-cache depends linux-image-amd64 named no versioned kernel package:\n${deps.stdout}`);
+    return name;
+  });
 
   const work = join(root, "kernel", `.download-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   try {
     say(`downloading kernel ${pkg} from ${KERNEL_SUITE} ...`);
-    await runTool(["apt-get", ...opts, "download", pkg], { cwd: work, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+    await fail(`apt-get download ${pkg}`, () => runTool(["apt-get", ...opts, "download", pkg], { cwd: work, timeoutMs: DOWNLOAD_TIMEOUT_MS }));
     const deb = readdirSync(work).find((f) => f.endsWith(".deb"));
     if (!deb) throw new SandboxError(`apt-get download ${pkg} produced no .deb file`);
     say(`unpacking ${deb}`);
@@ -140,5 +169,15 @@ export async function ensureKernel(): Promise<GuestKernel> {
     return { version, vmlinuz: join(dest, "vmlinuz"), modulesDir: join(dest, "modules") };
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Run a download step; turn its failure into "cannot download the guest kernel" with the way around it. */
+async function fail<T>(step: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new SandboxError(`cannot download the guest kernel (${step}): ${msg}\nCheck the network and apt proxy settings, ${KERNEL_ENV_HINT}`);
   }
 }

@@ -212,7 +212,7 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
     } else if (line.startsWith(`${INIT_PREFIX} error:`)) {
       out.initError = `guest /init failed: ${line.slice(INIT_PREFIX.length + 8)}`;
       if (!o.verbose) process.stderr.write(`${line}\n`);
-    } else if (/Kernel panic|end Kernel panic/.test(line)) {
+    } else if (line.includes("Kernel panic - ")) {
       out.initError ??= `kernel panic: ${line.replace(/^.*Kernel panic - /, "")}`;
     }
   };
@@ -236,8 +236,9 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
     out.qemuExit = code;
     out.qemuStderr = stderr.trim();
     if (out.qemuStderr) writeSync(log, `\n--- qemu stderr ---\n${out.qemuStderr}\n`);
-    if (!out.failure && phase === "boot" && out.bootMs === undefined) {
-      out.failure = `the guest did not boot (QEMU exit ${code}${out.qemuStderr ? `: ${out.qemuStderr}` : ""})`;
+    if (!out.failure && phase === "boot") {
+      const why = out.initError ?? (out.qemuStderr ? `QEMU exit ${code}: ${out.qemuStderr}` : `QEMU exit ${code}`);
+      out.failure = out.bootMs === undefined ? `the guest did not boot (${why})` : `the guest stopped before the command started (${why})`;
     }
     if (!out.failure && phase === "run") out.failure = out.initError ?? "the guest stopped while the command was running";
   } finally {
