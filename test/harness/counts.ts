@@ -75,7 +75,8 @@ export function countsOf(junitXml: string | null, output: string, status: number
   let counts: Counts;
   if (j) {
     const failed = j.failures + j.errors;
-    const skipped = Math.max(0, j.skipped - (c.filtered ?? 0));
+    // JUnit lists filtered-out tests as skipped; when the filter matched nothing, all of them were.
+    const skipped = c.noMatch ? 0 : Math.max(0, j.skipped - (c.filtered ?? 0));
     counts = { passed: Math.max(0, j.tests - j.failures - j.errors - j.skipped), failed, skipped };
   } else if (c.pass !== undefined || c.fail !== undefined) {
     counts = { passed: c.pass ?? 0, failed: c.fail ?? 0, skipped: (c.skip ?? 0) + (c.todo ?? 0) };

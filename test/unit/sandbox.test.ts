@@ -183,5 +183,6 @@ describe("test/run.ts counting", () => {
     expect(countsOf(junit(3, 0, 0), " 3 pass\n 0 fail\n 1 error\n", 1)).toMatchObject({ counts: { passed: 3, failed: 1 } });
     expect(countsOf(null, "Segmentation fault", 139)).toMatchObject({ counts: { passed: 0, failed: 1 } });
     expect(countsOf(null, 'error: regex "x" matched 0 tests.', 1)).toMatchObject({ counts: { passed: 0, failed: 0 } });
+    expect(countsOf(junit(203, 0, 203), 'error: regex "x" matched 0 tests.', 1)).toMatchObject({ counts: { passed: 0, failed: 0, skipped: 0 } });
   });
 });
