@@ -42,7 +42,7 @@ export async function ensureInitramfs(kernel: GuestKernel, busybox: string): Pro
   ];
   const gz = Bun.gzipSync(buildCpio(entries), { level: 1 });
   mkdirSync(dir, { recursive: true });
-  for (const old of readdirSync(dir)) rmSync(join(dir, old), { force: true });
+  for (const old of readdirSync(dir)) if (old.endsWith(".cpio.gz")) rmSync(join(dir, old), { force: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, gz);
   renameSync(tmp, path);

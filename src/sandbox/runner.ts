@@ -95,6 +95,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
 
   const tmp = mkdtempSync(join(tmpdir(), "bun-vfio-sandbox-"));
   const share = join(tmp, "share");
+  let interrupted: NodeJS.Signals | undefined;
   try {
     mkdirSync(join(share, "ctl"), { recursive: true });
     mkdirSync(join(share, SHARE_OUT));
@@ -113,6 +114,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
       bootTimeoutMs: opts.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
+    interrupted = result.interrupted;
     if (existsSync(join(share, CTL.kernelLog))) cpSync(join(share, CTL.kernelLog), kernelLog);
     const statusText = existsSync(join(share, CTL.status)) ? readFileSync(join(share, CTL.status), "utf8").trim() : "";
     let status: number;
@@ -142,6 +144,8 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
     };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+    // Ctrl-C: the guest is dead and the temp files gone; now die of the signal as usual.
+    if (interrupted) process.kill(process.pid, interrupted);
   }
 }
 
@@ -159,6 +163,8 @@ interface BootOutcome {
   failure?: string;
   timedOut: boolean;
   initError?: string;
+  /** The signal (SIGINT, SIGTERM) that stopped the run; re-raised once temp files are gone. */
+  interrupted?: NodeJS.Signals;
   bootMs?: number;
   readyMs?: number;
   commandMs?: number;
@@ -183,7 +189,9 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
   const sec = (ms: number): string => `${Math.round(ms / 1000)} s`;
   arm(o.bootTimeoutMs, `the guest did not start the command within ${sec(o.bootTimeoutMs)} (boot, modules, binding)`);
 
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
+    out.interrupted = signal;
+    out.failure ??= `interrupted by ${signal}`;
     proc.kill("SIGKILL");
   };
   process.on("SIGINT", onSignal);
