@@ -11,7 +11,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GUEST_RESULTS_DIR, PROFILES, profileTestDirs, runGuest, SandboxError } from "../src/sandbox/index.ts";
+import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../src/sandbox/index.ts";
 import { countsOf, type Counts } from "./harness/counts.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -140,6 +140,10 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
     const junitPath = join(outDir, "junit.xml");
     const junit = existsSync(junitPath) ? readFileSync(junitPath, "utf8") : null;
     const timing = `boot ${sec(r.readyMs)}, tests ${sec(r.commandMs)}`;
+    if (r.failure || r.status !== 0) {
+      const notes = kernelHighlights(r.kernelLog);
+      if (notes.length) process.stderr.write(`kernel warnings about VFIO/IOMMU/PCI in ${name} (full log ${r.kernelLog}):\n  ${notes.join("\n  ")}\n`);
+    }
     if (r.failure) {
       const { counts } = countsOf(junit, output, r.status);
       counts.failed = Math.max(1, counts.failed);

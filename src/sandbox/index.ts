@@ -6,4 +6,5 @@ export { runGuest, runInGuest, STATUS_GUEST_FAILED, STATUS_TIMEOUT, type GuestRe
 export { DEFAULT_PROFILE, getProfile, PROFILES, profileTestDirs, type GuestDevice, type Profile } from "./profiles.ts";
 export { GUEST_RESULTS_DIR } from "./protocol.ts";
 export { SandboxError } from "./log.ts";
+export { kernelHighlights } from "./kernel-log.ts";
 export { sandboxCommand } from "./cli.ts";

@@ -7,6 +7,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { ensureInitramfs } from "./initramfs.ts";
 import { commandScript, jobScript } from "./job.ts";
 import { ensureKernel } from "./kernel.ts";
+import { kernelHighlights } from "./kernel-log.ts";
 import { SandboxError, say } from "./log.ts";
 import { logDir } from "./paths.ts";
 import { getProfile, type Profile } from "./profiles.ts";
@@ -271,6 +272,10 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
  */
 export async function runInGuest(opts: RunOptions): Promise<number> {
   const r = await runGuest(opts);
+  if (r.failure || r.status !== 0) {
+    const notes = kernelHighlights(r.kernelLog);
+    if (notes.length) say(`kernel warnings about VFIO/IOMMU/PCI during the run:\n  ${notes.join("\n  ")}`);
+  }
   if (r.failure) {
     say(`${r.failure}`);
     say(`console log: ${r.consoleLog}`);
