@@ -11,6 +11,7 @@ import { backportsFromDeb822, backportsFromOneLine, deriveBackportsSource, parse
 import { buildCpio, S_IFCHR, S_IFDIR, S_IFREG } from "../../src/sandbox/cpio.ts";
 import { commandScript, jobScript } from "../../src/sandbox/job.ts";
 import { bzImageVersion } from "../../src/sandbox/kernel.ts";
+import { kernelHighlights } from "../../src/sandbox/kernel-log.ts";
 import { moduleDepends, normalizeModuleName } from "../../src/sandbox/modules.ts";
 import { getProfile, PROFILES, profileTestDirs } from "../../src/sandbox/profiles.ts";
 import { kernelCmdline, qemuArgs } from "../../src/sandbox/qemu.ts";
@@ -121,6 +122,27 @@ describe("kernel modules and images", () => {
     expect(bzImageVersion(process.execPath)).toBeNull();
     expect(bzImageVersion("/nonexistent")).toBeNull();
   });
+});
+
+test("kernelHighlights keeps VFIO/IOMMU warnings and faults, drops boot chatter", () => {
+  const dir = mkdtempSync(join(tmpdir(), "bun-vfio-klog-"));
+  try {
+    const log = join(dir, "k.log");
+    writeFileSync(log, [
+      "<6>[    1.0] DMAR: IOMMU enabled",
+      "<6>[    1.1] pci 0000:00:03.0: Adding to iommu group 3",
+      '<4>[    4.0] vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module param "allow_unsafe_interrupts"',
+      "<3>[    5.0] DMAR: [DMA Read NO_PASID] Request device [00:05.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set",
+      "<4>[    6.0] some unrelated warning",
+    ].join("\n"));
+    expect(kernelHighlights(log)).toEqual([
+      '[    4.0] vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module param "allow_unsafe_interrupts"',
+      "[    5.0] DMAR: [DMA Read NO_PASID] Request device [00:05.0] fault addr 0x1000 [fault reason 0x06] PTE Read access is not set",
+    ]);
+    expect(kernelHighlights(join(dir, "missing"))).toEqual([]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe("guest command and QEMU line", () => {
