@@ -25,3 +25,13 @@ export * from "./device/capabilities.ts";
 export * from "./device/bars.ts";
 export * from "./mmap-plan.ts";
 export { detectIsolation, parseInterruptChips, dmarInterruptRemapCapable } from "./host/isolation.ts";
+export { DmaBuffer, type DmaAccess, type DmaBufferOptions } from "./iommu/dma-buffer.ts";
+export { IovaAllocator, DEFAULT_IOVA_RANGES, type IovaAllocatorOptions, type IovaBlock, type IovaRequest } from "./iommu/iova-allocator.ts";
+export { dmaSegments, type DmaSegment, type SegmentOptions } from "./iommu/segments.ts";
+export { HUGE_PAGES, type HugePageSize } from "./iommu/huge-pages.ts";
+export { memlockStatus, memlockHint, type MemlockStatus } from "./iommu/memlock.ts";
+export type { DmaOwner } from "./iommu/container.ts";
+export {
+  MsixInterrupts, MsiInterrupts, IntxInterrupt, ErrorEvents, ReleaseRequests, DeviceEventIndex, VectorIndex, IrqVector, EventFd,
+  type IrqKind, type IrqVectors, type IntxEnableOptions, type ReleaseOptions, type ReleaseRequest, type InterruptHandler, type Subscription,
+} from "./irq/index.ts";

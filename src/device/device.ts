@@ -32,6 +32,8 @@ export interface BarOptions extends BarAccessOptions {
   pageSize?: number;
 }
 import type { HostOptions } from "../host/sysfs.ts";
+import { interruptsOf } from "../irq/interrupts.ts";
+import type { ErrorEvents, IntxInterrupt, MsiInterrupts, MsixInterrupts, ReleaseRequests } from "../irq/index.ts";
 
 /** What a Device needs from the group that opened it. */
 export interface DeviceOwner {
@@ -233,6 +235,31 @@ export class PciDevice extends Device {
   /** The MSI capability (vector count, 64-bit, per-vector masking), or undefined. */
   msiCapability(): MsiCapability | undefined {
     return decodeMsi(this.configBytes());
+  }
+
+  /** MSI-X: `enable(n)` vectors with one eventfd each (VFIO_DEVICE_SET_IRQS, index 2), grow, mask, trigger, disable. */
+  get msix(): MsixInterrupts {
+    return interruptsOf(this).msix;
+  }
+
+  /** MSI: `enable(n)` vectors (VFIO_DEVICE_SET_IRQS, index 1). */
+  get msi(): MsiInterrupts {
+    return interruptsOf(this).msi;
+  }
+
+  /** The INTx line (VFIO_DEVICE_SET_IRQS, index 0): automasked, unmask after servicing. */
+  get intx(): IntxInterrupt {
+    return interruptsOf(this).intx;
+  }
+
+  /** The ERR channel (index 3, PCIe only): uncorrectable errors reported by AER. */
+  get err(): ErrorEvents {
+    return interruptsOf(this).err;
+  }
+
+  /** The REQ channel (index 4): the kernel asks for the device back; `req.onRelease(handler, { autoRelease })`. */
+  get req(): ReleaseRequests {
+    return interruptsOf(this).req;
   }
 
   /** The BARs as decoded from the header (kind, prefetchable, address); sizes come from regionInfo(). */

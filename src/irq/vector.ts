@@ -1,0 +1,141 @@
+/**
+ * One interrupt vector: an eventfd the kernel signals, the ways to wait on
+ * it, and the per-vector controls its index offers (mask, trigger).
+ */
+import { EventFd } from "./eventfd.ts";
+import { EventWaiter, type CloseReason, type InterruptHandler, type Subscription } from "./waiter.ts";
+
+/** Which vfio-pci IRQ index a vector belongs to. */
+export type IrqKind = "intx" | "msi" | "msix" | "err" | "req";
+
+/** What a vector asks of the index that owns it. */
+export interface VectorControl {
+  mask(vector: number): void;
+  unmask(vector: number): void;
+  isMasked(vector: number): boolean;
+  isPending(vector: number): boolean | undefined;
+  trigger(vector: number): void;
+}
+
+/**
+ * One vector of an interrupt index (MSI-X vector 3, the INTx line, the REQ
+ * channel...). Wait for it with `await v.next()`, `for await (const n of v)`,
+ * `v.on(n => ...)`, or poll it with `v.tryRead()`; each gives the number of
+ * interrupts coalesced since the previous read. Obtained from
+ * `device.msix.enable(n)` and its siblings; closed by `disable()` or by
+ * closing the device, after which waits reject with a VfioError (ECLOSED).
+ */
+export class IrqVector implements AsyncIterable<number> {
+  readonly #eventfd: EventFd;
+  readonly #waiter: EventWaiter;
+  readonly #control: VectorControl;
+  /** The index kind: `"msix"`, `"msi"`, `"intx"`, `"err"` or `"req"`. */
+  readonly kind: IrqKind;
+  /** The vector number inside its index (0 for INTx, ERR, REQ). */
+  readonly vector: number;
+
+  /** @internal Created by the index objects, with an eventfd of their own. */
+  constructor(kind: IrqKind, vector: number, label: string, control: VectorControl) {
+    this.kind = kind;
+    this.vector = vector;
+    this.#control = control;
+    this.#eventfd = new EventFd(label);
+    this.#waiter = new EventWaiter(this.#eventfd);
+  }
+
+  /** The eventfd (escape hatch: hand it to another consumer, or write to it in tests). Throws after close. */
+  get unsafeFd(): number {
+    return this.#eventfd.fd;
+  }
+
+  /** `<device path>#<kind>[<vector>]`, used in errors. */
+  get label(): string {
+    return this.#eventfd.label;
+  }
+
+  /** True once the vector's index was disabled or its device closed. */
+  get closed(): boolean {
+    return this.#waiter.closed;
+  }
+
+  /** Waits pending in `next()` (for tests and diagnostics). */
+  get waiting(): number {
+    return this.#waiter.waiting;
+  }
+
+  /**
+   * Resolves with the interrupts coalesced since the previous read (>= 1),
+   * without blocking the event loop. Rejects with a VfioError (ECLOSED) when
+   * the vector is disabled or the device closed while waiting.
+   */
+  next(): Promise<number> {
+    return this.#waiter.next();
+  }
+
+  /** The interrupts coalesced since the previous read, or 0; never waits (one read(2)). */
+  tryRead(): number {
+    return this.#waiter.tryRead();
+  }
+
+  /** Calls `handler(count)` on every wake; returns the unsubscribe function (also Disposable). */
+  on(handler: InterruptHandler): Subscription {
+    return this.#waiter.on(handler);
+  }
+
+  /** Each wake's count, until the vector is disabled or the device closed (then the loop ends). */
+  [Symbol.asyncIterator](): AsyncIterator<number> {
+    return this.#waiter[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Stops delivery until `unmask()`; an interrupt raised meanwhile is held
+   * by the device (MSI-X PBA, MSI pending bits, INTx line) and arrives on
+   * unmask. How depends on the index: VFIO_DEVICE_SET_IRQS ACTION_MASK where
+   * the kernel offers it (INTx), else the vector's mask bit in the MSI-X
+   * table (through the mmapped BAR) or the MSI capability. Throws a
+   * VfioError (ENOTSUP) where there is no way.
+   */
+  mask(): void {
+    this.#control.mask(this.vector);
+  }
+
+  /** Undoes `mask()`; a pending interrupt is delivered now. */
+  unmask(): void {
+    this.#control.unmask(this.vector);
+  }
+
+  /** True while masked by `mask()` (or, for INTx, by the kernel after each interrupt). */
+  get masked(): boolean {
+    return this.#control.isMasked(this.vector);
+  }
+
+  /**
+   * Whether the device holds an interrupt for this masked vector (the MSI-X
+   * PBA bit or the MSI pending bit), or undefined where the device does not
+   * expose it.
+   */
+  get pending(): boolean | undefined {
+    return this.#control.isPending(this.vector);
+  }
+
+  /** Signals the vector from software (VFIO_DEVICE_SET_IRQS, DATA_NONE | ACTION_TRIGGER), e.g. in tests. */
+  trigger(): void {
+    this.#control.trigger(this.vector);
+  }
+
+  /** @internal Ends waits with `reason`, then closes the eventfd. Idempotent. */
+  _close(reason: CloseReason): void {
+    this.#waiter.close(reason);
+    this.#eventfd.close();
+  }
+}
+
+/** The vectors of an enabled index, in order; disposing it disables the index. */
+export type IrqVectors = readonly IrqVector[] & Disposable;
+
+/** A frozen copy of `vectors` whose `[Symbol.dispose]` calls `dispose`. */
+export function vectorList(vectors: readonly IrqVector[], dispose: () => void): IrqVectors {
+  const list = [...vectors];
+  Object.defineProperty(list, Symbol.dispose, { value: dispose });
+  return Object.freeze(list) as unknown as IrqVectors;
+}
