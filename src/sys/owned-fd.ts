@@ -23,7 +23,10 @@ export class OwnedFd {
     this.#fd = fd;
     this.path = path;
     this.what = what;
-    leaked.register(owner, fd, this);
+    // Track this OwnedFd, not `owner`: owners hold it in a field, so it dies with them, and a
+    // caller that passes a throwaway object (`{}`) must not get its fd closed at the next GC.
+    void owner;
+    leaked.register(this, fd, this);
   }
 
   /** True once closed. */
