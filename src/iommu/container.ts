@@ -11,6 +11,12 @@ import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import { argszBuffer, argszOf, decodeDmaUnmapSize, decodeIommuInfo, encodeDmaMap, encodeDmaUnmap, type IommuInfo } from "../uapi/structs.ts";
 import { Group, type GroupOpenOptions } from "./group.ts";
+import { DEFAULT_IOVA_RANGES, IovaAllocator } from "./iova-allocator.ts";
+
+/** Something holding DMA mappings in a container (a DmaBuffer): closed before the groups. */
+export interface DmaOwner {
+  close(): void;
+}
 
 /** The IOMMU models a container can be set to. */
 export type IommuType = "type1v2" | "type1" | "noiommu";
@@ -75,6 +81,8 @@ export class Container implements Disposable {
   readonly #fd: OwnedFd;
   #iommuType: IommuType | undefined;
   readonly #groups = new Set<Group>();
+  readonly #dmaOwners = new Set<DmaOwner>();
+  #iovaAllocator: IovaAllocator | undefined;
 
   private constructor(fd: OwnedFd) {
     this.#fd = fd;
@@ -180,6 +188,10 @@ export class Container implements Disposable {
   _track(group: Group, attached: boolean): void {
     if (attached) this.#groups.add(group);
     else this.#groups.delete(group);
+    // A group joining an IOMMU already in use may bring reserved regions of its own.
+    if (attached && this.#iovaAllocator && this.#iommuType && this.#iommuType !== "noiommu") {
+      this.#iovaAllocator.restrictTo(this.iommuInfo().iovaRanges ?? DEFAULT_IOVA_RANGES);
+    }
     // The kernel drops the IOMMU model when the last group leaves.
     if (!attached && this.#groups.size === 0) this.#iommuType = undefined;
   }
@@ -246,11 +258,46 @@ export class Container implements Disposable {
     });
   }
 
-  /** Closes every attached group (and their devices), then the container. Idempotent. */
+  /**
+   * The container's IOVA allocator, created on first use from
+   * VFIO_IOMMU_GET_INFO (usable ranges and page sizes; `[0, 2^48)` when the
+   * kernel reports no ranges). One per container, since the IOVA space is.
+   */
+  get iovaAllocator(): IovaAllocator {
+    if (this.#iovaAllocator === undefined) {
+      const info = this.iommuInfo();
+      this.#iovaAllocator = new IovaAllocator({ ranges: info.iovaRanges ?? DEFAULT_IOVA_RANGES, pageSizes: info.pageSizes || 0x1000n, path: this.path });
+    }
+    return this.#iovaAllocator;
+  }
+
+  /** Called by DmaBuffer when it maps (`held`) and unmaps; not for users. */
+  _trackDma(owner: DmaOwner, held: boolean): void {
+    if (held) this.#dmaOwners.add(owner);
+    else this.#dmaOwners.delete(owner);
+  }
+
+  /**
+   * Releases every DMA buffer (IOMMU unmap, then munmap, newest first), then
+   * closes every attached group (and their devices), then the container.
+   * Idempotent; the first error is rethrown after everything was closed.
+   */
   close(): void {
     if (this.#fd.closed) return;
-    for (const group of [...this.#groups]) group.close();
-    this.#fd.close();
+    let failure: unknown;
+    for (const owner of [...this.#dmaOwners].reverse()) {
+      try {
+        owner.close();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    try {
+      for (const group of [...this.#groups]) group.close();
+    } finally {
+      this.#fd.close();
+    }
+    if (failure !== undefined) throw failure;
   }
 
   [Symbol.dispose](): void {
