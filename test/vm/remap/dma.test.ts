@@ -153,7 +153,7 @@ describe("buffers and the IOVA allocator", () => {
     expect(dst.read64(0)).toBe(0x0123456789abcdefn);
   }, 30_000);
 
-  test("completion by the DMA-done interrupt: MSI vector 0 through an eventfd, irq_status 0x100, acked at 0x64", () => {
+  test("completion by the DMA-done interrupt, raw primitives: MSI vector 0 through an eventfd and SET_IRQS, irq_status 0x100, acked at 0x64", () => {
     using src = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
     using dst = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
     const data = pattern(512, 7);
@@ -188,6 +188,23 @@ describe("buffers and the IOVA allocator", () => {
       edu.setIrqs(V.VFIO_PCI_MSI_IRQ_INDEX, 0, 0, V.VFIO_IRQ_SET_ACTION_TRIGGER, { kind: "none" });
       libc.close(efd);
     }
+  }, 30_000);
+
+  test("completion by the DMA-done interrupt through the irq layer: edu.msi.enable(1), await the vector", async () => {
+    using src = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
+    using dst = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
+    const data = pattern(EDU.MAX_TRANSFER, 21);
+    src.write(0, data);
+    using vectors = edu.msi.enable(1);
+    const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, Bun.sleep(ms).then(() => { throw new Error(`no interrupt within ${ms} ms`); })]);
+    for (const [dir, iova] of [[{ toRam: false }, src.iova], [{ toRam: true }, dst.iova]] as const) {
+      const done = vectors[0]!.next();
+      eduStartDma(bar, dir, iova, 0, data.length, true);
+      expect(await within(done, 5000)).toBe(1);
+      expect(bar.read32(EDU.DMA_CMD) & EDU.CMD_START).toBe(0);
+      bar.write32(EDU.IRQ_ACK, EDU.IRQ_DMA);
+    }
+    expect(dst.read(0, data.length)).toEqual(data);
   }, 30_000);
 
   test("huge pages: a 2 MiB-backed buffer is 2 MiB-aligned in IOVA and carries DMA; none free means a fallback reason, or ENOMEM when required", () => {
