@@ -1,7 +1,7 @@
 /**
  * Boot a guest for a profile, run one command in it, return its status.
  */
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { ensureInitramfs } from "./initramfs.ts";
@@ -66,6 +66,21 @@ export interface GuestResult {
 const DEFAULT_TIMEOUT_MS = 20 * 60_000;
 const DEFAULT_BOOT_TIMEOUT_MS = 3 * 60_000;
 const POWEROFF_TIMEOUT_MS = 30_000;
+/** Extra boots when the guest dies before the command starts for a reason that is not deterministic. */
+const BOOT_RETRIES = 1;
+
+/**
+ * True when a run failed before the command started in a way that may not
+ * happen again: a kernel panic or oops, a guest that stopped by itself, or a
+ * boot timeout. Not for QEMU refusing its arguments or an /init error (a
+ * missing device), which would fail the same way again.
+ */
+function shouldRetryBoot(r: BootOutcome): boolean {
+  if (!r.failure || r.readyMs !== undefined || r.interrupted) return false;
+  if (r.initError?.startsWith("guest /init failed")) return false;
+  if (r.qemuExit !== 0 && r.qemuStderr && !r.timedOut) return false;
+  return true;
+}
 
 /**
  * Boot the profile's guest, run `command` in it and report what happened.
@@ -93,6 +108,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   const consoleLog = join(logs, `${profile.name}.console.log`);
   const kernelLog = join(logs, `${profile.name}.kernel.log`);
   rmSync(kernelLog, { force: true });
+  for (const f of readdirSync(logs)) if (f.startsWith(`${profile.name}.console.failed-boot-`)) rmSync(join(logs, f), { force: true });
 
   const tmp = mkdtempSync(join(tmpdir(), "bun-vfio-sandbox-"));
   const share = join(tmp, "share");
@@ -107,14 +123,24 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
       truncateSync(join(tmp, name), mib * 1024 * 1024);
     }
     const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose });
-    say(`booting guest (profile ${profile.name}, kernel ${kernel.version}) ...`);
-    const result = await boot(argv, {
+    const bootOpts: BootOptions = {
       consoleLog,
       verbose,
       onOutput,
       bootTimeoutMs: opts.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    });
+    };
+    say(`booting guest (profile ${profile.name}, kernel ${kernel.version}) ...`);
+    let result = await boot(argv, bootOpts);
+    for (let attempt = 1; attempt <= BOOT_RETRIES && shouldRetryBoot(result); attempt++) {
+      // The command has not started, so booting again is safe. Rare early oopses
+      // (int3 in patched kernel text) come from multi-threaded TCG, not from the code under test.
+      const kept = consoleLog.replace(/\.log$/, `.failed-boot-${attempt}.log`);
+      renameSync(consoleLog, kept);
+      say(`${result.failure}; booting again (that console log kept as ${kept})`);
+      for (const f of [CTL.status, CTL.kernelLog]) rmSync(join(share, f), { force: true });
+      result = await boot(argv, bootOpts);
+    }
     interrupted = result.interrupted;
     if (existsSync(join(share, CTL.kernelLog))) cpSync(join(share, CTL.kernelLog), kernelLog);
     const statusText = existsSync(join(share, CTL.status)) ? readFileSync(join(share, CTL.status), "utf8").trim() : "";
