@@ -61,11 +61,11 @@ done
 
 # The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
 mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
-case "$WORKDIR" in /tmp|/tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
+case "$WORKDIR" in /tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
 mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
 mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
+case "$WORKDIR" in /tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR" || die "cannot bind $WORKDIR";; esac
 mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
-case "$WORKDIR" in /tmp|/tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR";; esac
 
 echo 1 > /proc/sys/kernel/printk
 cat /proc/kmsg > /share/${CTL.kernelLog} &

@@ -94,6 +94,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   const profile = typeof opts.profile === "string" ? getProfile(opts.profile) : opts.profile;
   const cwd = resolve(opts.cwd ?? process.cwd());
   if (/^\/(proc|sys|dev)(\/|$)/.test(cwd)) throw new SandboxError(`the guest covers ${cwd} with its own /proc, /sys or /dev: run from elsewhere`);
+  if (cwd === "/tmp") throw new SandboxError("the guest's /tmp is its own tmpfs: run from a project folder, not /tmp itself");
   if (opts.command.length === 0) throw new SandboxError("no command to run in the guest");
   for (const k of Object.keys(opts.env ?? {})) if (!isEnvName(k)) throw new SandboxError(`invalid environment variable name: ${k}`);
   const verbose = opts.verbose ?? process.env.BUN_VFIO_SANDBOX_VERBOSE === "1";
