@@ -55,7 +55,7 @@ bar.write32(REG.CC, (4 << 20) | (6 << 16) | 1); // IOCQES 16 B, IOSQES 64 B, MPS
 await waitFor("CSTS.RDY = 1", timeoutMs, () => (bar.read32(REG.CSTS) & 1) === 1);
 
 // Identify Controller: opcode 0x06, CID 1, PRP1 = data page, CDW10.CNS = 1.
-const sqe = new DataView(memory.bytes.buffer, sqOffset, 64);
+const sqe = new DataView(memory.bytes.buffer, memory.bytes.byteOffset + sqOffset, 64);
 sqe.setUint32(0, (1 << 16) | 0x06, true);
 sqe.setBigUint64(24, dataIova, true);
 sqe.setUint32(40, 1, true);
