@@ -6,6 +6,7 @@
  * hot-unplugged; the unbind waits until every device fd is closed, and
  * vfio-pci repeats the request every 10 seconds meanwhile).
  */
+import { VfioError } from "../errors.ts";
 import { VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX } from "../uapi/vfio.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 import { alreadyEnabled, indexAbsent, notEnabled, notMaskable } from "./irq-errors.ts";
@@ -60,7 +61,7 @@ export class DeviceEventIndex {
    */
   enable(): IrqVector {
     const op = `${this.kind}.enable`;
-    const info = this.info();
+    const info = this.#infoOrAbsent(op);
     if (this.#vector) throw alreadyEnabled(op, this.index, 1, this.dev.path, false);
     if (info.count === 0) throw indexAbsent(op, this.index, this.dev.path, this.#absentHint);
     const vector = new IrqVector(this.kind, 0, `${this.dev.path}#${this.kind}`, this.#control);
@@ -88,6 +89,16 @@ export class DeviceEventIndex {
   /** @internal Device close. */
   _teardown(): void {
     this.#shutdown("the device was closed", "Open the device again and re-enable its event channels.");
+  }
+
+  /** GET_IRQ_INFO refuses ERR with EINVAL on conventional PCI devices: report that as the channel being absent. */
+  #infoOrAbsent(op: string): IrqInfo {
+    try {
+      return this.info();
+    } catch (err) {
+      if (err instanceof VfioError && err.code === "EINVAL" && err.op === "VFIO_DEVICE_GET_IRQ_INFO") throw indexAbsent(op, this.index, this.dev.path, this.#absentHint);
+      throw err;
+    }
   }
 
   #shutdown(detail: string, hint: string): void {

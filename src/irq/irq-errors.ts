@@ -27,7 +27,7 @@ export function otherTypeEnabled(op: string, index: number, other: number, path:
 export function indexAbsent(op: string, index: number, path: string, alternative: string): VfioError {
   return new VfioError({
     op, code: "ENODEV", errno: 19, path,
-    detail: `the device has no ${irqIndexName(index)} (VFIO_DEVICE_GET_IRQ_INFO reports 0 vectors)`,
+    detail: `the device has no ${irqIndexName(index)} (VFIO_DEVICE_GET_IRQ_INFO reports no vectors for it)`,
     hint: alternative,
   });
 }
