@@ -38,6 +38,7 @@ function cProgram(): string {
 }
 
 describe.skipIf(!haveToolchain)("ABI against the system <linux/vfio.h>", async () => {
+  if (!haveToolchain) return; // bun runs a skipped describe's body: do not compile without cc
   const dir = mkdtempSync(join(tmpdir(), "bun-vfio-abi-"));
   let c: Record<string, number> = {};
   try {
