@@ -36,6 +36,8 @@ export interface Profile {
   scratch?: Record<string, number>;
   /** Guest test folders beyond `test/vm/common` and `test/vm/<name>`. */
   extraTestDirs?: string[];
+  /** Give the guest command a QMP bridge to QEMU's monitor (see monitor.ts). */
+  monitor?: boolean;
 }
 
 /** QEMU's NVMe controller (1b36:0010) with a 64 MiB sparse raw disk. */
@@ -85,6 +87,20 @@ export const PROFILES: Record<string, Profile> = {
       { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
       { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
     ],
+  },
+  hotplug: {
+    name: "hotplug",
+    description: "remap plus an nvme behind a PCIe root port (QEMU id nvme-hp) that guest tests unplug through the QMP bridge",
+    intremap: true,
+    devices: [EDU],
+    // Not in `devices`: /init leaves it alone and the test binds it, so unplugging it breaks no other suite.
+    qemuExtra: [
+      "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
+      "-drive", "if=none,id=nvmhp,format=raw,file={tmp}/nvme-hp.img",
+      "-device", "nvme,serial=bunvfiohp,drive=nvmhp,bus=rp1,id=nvme-hp",
+    ],
+    scratch: { "nvme-hp.img": 16 },
+    monitor: true,
   },
 };
 

@@ -38,3 +38,16 @@ export const CTL = {
 
 /** The share's folder that the command sees as {@link GUEST_RESULTS_DIR}. */
 export const SHARE_OUT = "out";
+
+/** The QMP bridge's files, in the results share's `.qmp/` folder (see monitor.ts). */
+export const QMP = {
+  /** Folder under `$BUN_VFIO_RESULTS` (host: the share's `out/`). */
+  dir: ".qmp",
+  /** Written by the guest: `{"execute": ..., "arguments": ...}`. */
+  request: (id: string) => `request-${id}.json`,
+  requestPattern: /^request-([\w-]+)\.json$/,
+  /** Written by the host: QEMU's `{"return": ...}` or `{"error": ...}`. */
+  reply: (id: string) => `reply-${id}.json`,
+  /** Every QMP event, one JSON object a line, appended by the host. */
+  events: "events.jsonl",
+} as const;

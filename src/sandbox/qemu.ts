@@ -3,6 +3,7 @@
  */
 import type { Profile } from "./profiles.ts";
 import { TAG_HOST, TAG_SHARE } from "./protocol.ts";
+import { qmpArgs } from "./monitor.ts";
 
 /** Inputs of {@link qemuArgs}. */
 export interface QemuInputs {
@@ -22,6 +23,8 @@ export interface QemuInputs {
   memoryMiB?: number;
   /** Guest CPUs (default 2). */
   cpus?: number;
+  /** Open a QMP socket here (profiles with `monitor: true`). */
+  qmpSocket?: string;
 }
 
 /** Kernel command line: serial console, intel-iommu, panic = exit, and the profile's module options. */
@@ -60,6 +63,7 @@ export function qemuArgs(p: Profile, i: QemuInputs): string[] {
     "-append", kernelCmdline(p, i.verbose),
     "-virtfs", `local,path=/,mount_tag=${TAG_HOST},security_model=none,readonly=on,multidevs=remap`,
     "-virtfs", `local,path=${i.shareDir},mount_tag=${TAG_SHARE},security_model=none,multidevs=remap`,
+    ...(i.qmpSocket ? qmpArgs(i.qmpSocket) : []),
     ...(p.qemuExtra ?? []).map(sub),
     ...p.devices.flatMap((d) => d.qemu.map(sub)),
   ];

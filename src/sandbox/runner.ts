@@ -9,6 +9,7 @@ import { commandScript, jobScript } from "./job.ts";
 import { ensureKernel } from "./kernel.ts";
 import { kernelHighlights } from "./kernel-log.ts";
 import { SandboxError, say } from "./log.ts";
+import { MonitorBridge } from "./monitor.ts";
 import { logDir } from "./paths.ts";
 import { getProfile, type Profile } from "./profiles.ts";
 import { CTL, INIT_PREFIX, MARK_EXIT, MARK_INIT, MARK_RUN, SHARE_OUT } from "./protocol.ts";
@@ -123,8 +124,10 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
       writeFileSync(join(tmp, name), "");
       truncateSync(join(tmp, name), mib * 1024 * 1024);
     }
-    const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose });
+    const qmpSocket = profile.monitor ? join(tmp, "qmp.sock") : undefined;
+    const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
     const bootOpts: BootOptions = {
+      monitor: qmpSocket ? { socket: qmpSocket, outDir: join(share, SHARE_OUT) } : undefined,
       consoleLog,
       verbose,
       onOutput,
@@ -178,6 +181,8 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
 }
 
 interface BootOptions {
+  /** QMP socket and results folder for the monitor bridge. */
+  monitor?: { socket: string; outDir: string };
   consoleLog: string;
   verbose: boolean;
   onOutput: (line: string) => void;
@@ -203,6 +208,8 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
   const start = performance.now();
   const log = openSync(o.consoleLog, "w");
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const bridge = o.monitor ? new MonitorBridge(o.monitor.outDir) : undefined;
+  bridge?.start(o.monitor!.socket).catch((err: unknown) => say(`QMP bridge: ${err instanceof Error ? err.message : String(err)}`));
   const out: BootOutcome = { qemuExit: -1, qemuStderr: "", timedOut: false };
   let phase = "boot" as "boot" | "run" | "exit";
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -278,6 +285,7 @@ async function boot(argv: string[], o: BootOptions): Promise<BootOutcome> {
     }
     if (!out.failure && phase === "run") out.failure = out.initError ?? "the guest stopped while the command was running";
   } finally {
+    bridge?.stop();
     clearTimeout(timer);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
