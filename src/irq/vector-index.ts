@@ -36,6 +36,8 @@ export abstract class VectorIndex {
   #list: IrqVectors | undefined;
   readonly #masked = new Set<number>();
   #maskBits: MaskBits | undefined;
+  /** IrqInfo.maskable as read at enable(): SET_IRQS masking works (never true for vfio-pci MSI/MSI-X today). */
+  #kernelMasks = false;
   readonly #control: VectorControl = {
     mask: (v) => this.#setMask(v, true, "mask"),
     unmask: (v) => this.#setMask(v, false, "unmask"),
@@ -104,6 +106,7 @@ export abstract class VectorIndex {
       this.#gate.release(this.index);
       throw err;
     }
+    this.#kernelMasks = info.maskable;
     this.#setVectors(vectors);
     return this.vectors;
   }
@@ -221,7 +224,7 @@ export abstract class VectorIndex {
   #setMask(n: number, masked: boolean, verb: string): void {
     const op = `${this.kind}.${verb}`;
     this.#checkVector(n, op);
-    if (this.info().maskable) maskVectors(this.dev, this.index, n, 1, masked);
+    if (this.#kernelMasks) maskVectors(this.dev, this.index, n, 1, masked);
     else {
       this.#maskBits ??= this.openMaskBits(op);
       this.#maskBits.setMasked(n, masked, op);
@@ -245,7 +248,7 @@ export abstract class VectorIndex {
   /** The kernel unmasks a vector whenever it (re)assigns it: put back the masks the caller set. */
   #reapplyMasks(op: string): void {
     if (this.#masked.size === 0) return;
-    if (this.info().maskable) {
+    if (this.#kernelMasks) {
       for (const v of this.#masked) maskVectors(this.dev, this.index, v, 1, true);
       return;
     }
