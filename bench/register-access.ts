@@ -105,11 +105,11 @@ function runCProgram(source: string, args: string[]): Record<string, number> {
 function runBunNative(): Record<string, number> {
   const mem = MappedMemory.mapAnonymous(4096, MAP_PRIVATE | MAP_ANONYMOUS);
   const zero = openPath("/dev/zero", O_RDONLY);
-  const region = new Region(new OwnedFd(zero, "/dev/zero", "device", {}), {
+  const region = new Region(new OwnedFd(zero, "/dev/zero", "device"), {
     index: 0, flags: 1, size: 4096, offset: 0, readable: true, writable: false, mmappable: false, sparseAreas: undefined, msixMappable: false, type: undefined, capIds: [],
   }, "/dev/zero");
   const off = new Uint8Array(4); // FIONBIO's int argument: 0, blocking
-  const zeroFd = new OwnedFd(openPath("/dev/zero", O_RDONLY), "/dev/zero", "file", {});
+  const zeroFd = new OwnedFd(openPath("/dev/zero", O_RDONLY), "/dev/zero", "file");
   let sink = 0;
   let i = 0;
   const out = {

@@ -57,7 +57,7 @@ export class Device implements Disposable {
 
   /** @internal Created by Group. */
   constructor(fd: number, name: string, path: string, owner: DeviceOwner) {
-    this.fd = new OwnedFd(fd, path, "device", this);
+    this.fd = new OwnedFd(fd, path, "device");
     this.name = name;
     this.owner = owner;
   }

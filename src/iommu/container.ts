@@ -98,7 +98,7 @@ export class Container implements Disposable {
       ENOENT: "VFIO is not loaded: run `modprobe vfio-pci` (and `modprobe vfio_iommu_type1`).",
       EACCES: "Permission denied on /dev/vfio/vfio: run as root or add your user to a group that owns it.",
     });
-    const container = new Container(new OwnedFd(fd, path, "container", {}));
+    const container = new Container(new OwnedFd(fd, path, "container"));
     const version = container.#fd.ioctl("VFIO_GET_API_VERSION", V.VFIO_GET_API_VERSION, 0);
     if (version !== V.VFIO_API_VERSION) {
       container.close();

@@ -61,7 +61,7 @@ export class Group implements Disposable {
       EACCES: `Permission denied on ${path}: run as root, or chown the node to your user (udev rule).`,
       EBUSY: `Group ${id} is already open (by QEMU, another process, or another Group object here): close it first.`,
     });
-    const group = new Group(new OwnedFd(fd, path, "group", {}), id, path.includes("noiommu-"), options);
+    const group = new Group(new OwnedFd(fd, path, "group"), id, path.includes("noiommu-"), options);
     const status = group.status();
     if (!status.viable) {
       group.close();
@@ -165,13 +165,18 @@ export class Group implements Disposable {
     this.#devices.delete(device);
   }
 
-  /** Closes the group's devices, detaches it from its container, and closes it. Idempotent. */
+  /**
+   * Closes the group's devices, then the group fd, which detaches it from
+   * its container (the kernel does that on release; an explicit
+   * UNSET_CONTAINER would fail after a hot-unplug). Idempotent.
+   */
   close(): void {
     if (this.#fd.closed) return;
-    for (const device of [...this.#devices]) device.close();
     try {
-      this.unsetContainer();
+      for (const device of [...this.#devices]) device.close();
     } finally {
+      this.#container?._track(this, false);
+      this.#container = undefined;
       this.#fd.close();
     }
   }

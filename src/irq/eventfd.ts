@@ -27,7 +27,7 @@ export class EventFd implements Disposable {
       EMFILE: "The process ran out of file descriptors: close devices you no longer use or raise `ulimit -n`.",
       ENFILE: "The system ran out of file descriptors.",
     });
-    this.#fd = new OwnedFd(fd, label, "eventfd", this);
+    this.#fd = new OwnedFd(fd, label, "eventfd");
   }
 
   /** The file descriptor (for VFIO_DEVICE_SET_IRQS and Bun.file). Throws after close. */

@@ -1,7 +1,8 @@
 /**
  * An owned file descriptor: closed once, use-after-close throws, and a
- * FinalizationRegistry closes it if its owner is garbage-collected unclosed
- * (a backstop only: owners are meant to be closed or disposed).
+ * FinalizationRegistry closes it if it is garbage-collected unclosed (its
+ * owner holds it in a field, so it dies with the owner; a backstop only:
+ * owners are meant to be closed or disposed).
  */
 import { useAfterClose } from "../errors.ts";
 import { libc } from "./libc.ts";
@@ -19,13 +20,10 @@ export class OwnedFd {
   /** What the fd is, for error messages ("container", "group", "device"...). */
   readonly what: string;
 
-  constructor(fd: number, path: string, what: string, owner: object) {
+  constructor(fd: number, path: string, what: string) {
     this.#fd = fd;
     this.path = path;
     this.what = what;
-    // Track this OwnedFd, not `owner`: owners hold it in a field, so it dies with them, and a
-    // caller that passes a throwaway object (`{}`) must not get its fd closed at the next GC.
-    void owner;
     leaked.register(this, fd, this);
   }
 

@@ -66,7 +66,7 @@ describe("errors users hit", () => {
   });
 
   test("a real failing ioctl reports the errno the kernel set", () => {
-    const fd = new OwnedFd(openPath("/dev/null", O_RDWR), "/dev/null", "device", {});
+    const fd = new OwnedFd(openPath("/dev/null", O_RDWR), "/dev/null", "device");
     const err = vfioError(() => fd.ioctl("VFIO_DEVICE_GET_INFO", 0x3b6b, new Uint8Array(20)));
     expect(err).toMatchObject({ op: "VFIO_DEVICE_GET_INFO", code: "ENOTTY", errno: 25, path: "/dev/null" });
     fd.close();
@@ -89,7 +89,7 @@ describe("errors users hit", () => {
   });
 
   test("use after close of an fd owner; close is idempotent", () => {
-    const fd = new OwnedFd(openPath("/dev/null", O_RDWR), "/dev/null", "group", {});
+    const fd = new OwnedFd(openPath("/dev/null", O_RDWR), "/dev/null", "group");
     fd.close();
     fd.close();
     const err = vfioError(() => fd.ioctl("VFIO_GROUP_GET_STATUS", 0x3b67, new Uint8Array(8)));
