@@ -27,3 +27,13 @@ test("edu-dma round-trips a pattern through the device", () => {
   expect(out).toContain("unchanged");
   expect(code).toBe(0);
 });
+
+test("edu-interrupts receives three MSIs with the raised status bits, then a software trigger", () => {
+  const { code, out } = run("edu-interrupts.ts");
+  expect(out).toContain("status 0x1");
+  expect(out).toContain("status 0x2");
+  expect(out).toContain("status 0x4");
+  expect(out).toContain("software trigger: 1");
+  expect(out).toContain("nothing pending now: 0");
+  expect(code).toBe(0);
+});
