@@ -13,16 +13,7 @@ import { syscallError } from "../../src/sys/check.ts";
 import { openPath } from "../../src/sys/fd.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDWR } from "../../src/sys/libc.ts";
 import { OwnedFd } from "../../src/sys/owned-fd.ts";
-
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
-}
+import { vfioError } from "../vfio-error.ts";
 
 // A fake sysfs: one NVMe device in IOMMU group 7, bound to the nvme driver, with no /dev/vfio/7.
 const root = mkdtempSync(join(tmpdir(), "bun-vfio-errors-"));

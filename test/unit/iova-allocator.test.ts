@@ -7,20 +7,11 @@ import { describe, expect, test } from "bun:test";
 import { VfioError } from "../../src/errors.ts";
 import { DEFAULT_IOVA_RANGES, IovaAllocator } from "../../src/iommu/iova-allocator.ts";
 import { dmaSegments } from "../../src/iommu/segments.ts";
+import { vfioError } from "../vfio-error.ts";
 
 const K4 = 0x1000n;
 const M2 = 0x200000n;
 const X86_RANGES = [{ start: 0n, end: 0xfedfffffn }, { start: 0xfef00000n, end: (1n << 39n) - 1n }];
-
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
-}
 
 describe("construction", () => {
   test("granule is the smallest page size; ranges are clipped to it", () => {

@@ -7,20 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Container, MappedMemory, VfioError, type Group, type PciDevice } from "../../../src/index.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE } from "../../../src/sys/libc.ts";
 import { barSizes, configBytes, find, groupOf, hasReset, IDS, reservedRegions } from "../ground-truth.ts";
+import { vfioError } from "../../vfio-error.ts";
 
 const nvmeBdf = find(IDS.nvme);
 const eduBdf = find(IDS.edu);
-
-/** Runs `fn` and returns the VfioError it throws (fails the test when it does not throw one). */
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
-}
 
 describe("container", () => {
   test("opens, reports API version 0 and the type1 IOMMU models", () => {

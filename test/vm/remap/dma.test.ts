@@ -13,21 +13,12 @@ import { libc, EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, POLLIN } fr
 import * as V from "../../../src/uapi/vfio.ts";
 import { find, IDS } from "../ground-truth.ts";
 import { EDU, eduDma, eduStartDma, eduWaitIdle } from "../edu-dma-engine.ts";
+import { vfioError } from "../../vfio-error.ts";
 
 const eduBdf = find(IDS.edu);
 const nvmeBdf = find(IDS.nvme);
 const e1000eBdf = find(IDS.e1000e);
 const PAGE = 4096;
-
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
-}
 
 /** Deterministic bytes, different for each `seed`. */
 function pattern(length: number, seed: number): Uint8Array {

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { Container, VfioError, type Group, type IrqVector, type PciDevice } from "../../../src/index.ts";
 import { find, IDS, msixFromSysfs } from "../ground-truth.ts";
+import { vfioError } from "../../vfio-error.ts";
 
 const nvmeBdf = find(IDS.nvme);
 const e1000eBdf = find(IDS.e1000e);
@@ -34,17 +35,6 @@ const EDU_ACK = 0x64;
 /** Fails instead of hanging when an interrupt never comes (a guard, not a latency assertion). */
 function arrives<T>(p: Promise<T>, what: string): Promise<T> {
   return Promise.race([p, Bun.sleep(15_000).then(() => { throw new Error(`${what} never arrived`); })]);
-}
-
-/** The VfioError `fn` throws (fails the test when it throws none). */
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
 }
 
 /** The kernel's vfio interrupt lines for `bdf` in /proc/interrupts, e.g. ["vfio-msix[0]", ...]. */

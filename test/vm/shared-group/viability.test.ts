@@ -8,19 +8,10 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
 import { bindToVfio, Container, releaseFromVfio, VfioError } from "../../../src/index.ts";
 import { driverOf, find, groupOf, IDS } from "../ground-truth.ts";
+import { vfioError } from "../../vfio-error.ts";
 
 const eduBdf = find(IDS.edu);
 const rngBdf = find("1af4:1005");
-
-function vfioError(fn: () => unknown): VfioError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof VfioError) return err;
-    throw err;
-  }
-  throw new Error("expected a VfioError");
-}
 
 describe("a group shared with a device on another driver", () => {
   test("is refused as not viable, naming the other device and its driver", () => {
