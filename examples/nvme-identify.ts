@@ -32,6 +32,8 @@ using dev = group.openPciDevice(bdf);
 dev.enableMemory();
 dev.enableBusMaster();
 const bar: Bar = dev.bar(0);
+// The admin completion queue interrupts on MSI-X vector 0 (one eventfd, VFIO_DEVICE_SET_IRQS).
+using vectors = dev.msix.enable(1);
 
 // One DMA page each for the submission queue, the completion queue and the identify data.
 using memory = DmaBuffer.allocate(container, 3 * PAGE);
@@ -61,7 +63,12 @@ sqe.setBigUint64(24, dataIova, true);
 sqe.setUint32(40, 1, true);
 bar.write32(0x1000, 1); // SQ0 tail doorbell: one entry
 
-// The completion entry's phase bit (DW3 bit 16) flips to 1 when the device writes it.
+// The device posts the completion entry, then raises vector 0; the entry's phase bit
+// (DW3 bit 16) flips to 1 when it is written.
+let timer: Timer | undefined;
+const interrupts = await Promise.race([vectors[0]!.next(), new Promise<number>((done) => (timer = setTimeout(done, timeoutMs, 0)))]);
+clearTimeout(timer);
+console.log(interrupts > 0 ? `completion interrupt on MSI-X vector 0 (${interrupts})` : "no completion interrupt: polling");
 await waitFor("the Identify completion", timeoutMs, () => ((memory.read32(cqOffset + 12) >>> 16) & 1) === 1);
 const status = memory.read32(cqOffset + 12) >>> 17;
 bar.write32(0x1000 + doorbellStride, 1); // CQ0 head doorbell

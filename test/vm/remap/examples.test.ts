@@ -19,6 +19,7 @@ test("nvme-identify prints the controller's identity", () => {
   expect(out).toMatch(/model\s+QEMU NVMe Ctrl/);
   expect(out).toMatch(/serial\s+bunvfio0/);
   expect(out).toMatch(/vendor\s+1b36/);
+  expect(out).toContain("completion interrupt on MSI-X vector 0 (1)");
   expect(code).toBe(0);
 });
 
