@@ -2,7 +2,9 @@
  * `bun-vfio info` and `bun-vfio plan`: open a device through VFIO and show
  * what the kernel reports, and the mmap plan of each BAR.
  */
+import { VfioError } from "../errors.ts";
 import { Container } from "../iommu/container.ts";
+import type { RegionInfo } from "../uapi/structs.ts";
 import type { PciDevice } from "../device/device.ts";
 import { pciDevice } from "../host/pci.ts";
 import * as V from "../uapi/vfio.ts";
@@ -19,6 +21,16 @@ function withDevice<T>(bdf: string, fn: (dev: PciDevice) => T): T {
   using group = container.addGroup(bdf);
   using dev = group.openPciDevice(bdf);
   return fn(dev);
+}
+
+/** Region info, or undefined for an index the device does not implement (EINVAL: VGA on a non-VGA device). */
+function regionInfoIfPresent(dev: PciDevice, index: number): RegionInfo | undefined {
+  try {
+    return dev.regionInfo(index);
+  } catch (err) {
+    if (err instanceof VfioError && err.code === "EINVAL") return undefined;
+    throw err;
+  }
 }
 
 function flagNames(flags: number, names: [number, string][]): string {
@@ -55,8 +67,8 @@ export function infoCommand(argv: string[]): number {
     console.log(`device flags ${flagNames(info.flags, [[V.VFIO_DEVICE_FLAGS_RESET, "RESET"], [V.VFIO_DEVICE_FLAGS_PCI, "PCI"], [V.VFIO_DEVICE_FLAGS_CAPS, "CAPS"]])}, ${info.numRegions} regions, ${info.numIrqs} IRQ indexes`);
     console.log("\nregions:");
     for (let i = 0; i < info.numRegions; i++) {
-      const r = dev.regionInfo(i);
-      if (r.size === 0) continue;
+      const r = regionInfoIfPresent(dev, i);
+      if (!r || r.size === 0) continue;
       const flags = flagNames(r.flags, [[V.VFIO_REGION_INFO_FLAG_READ, "READ"], [V.VFIO_REGION_INFO_FLAG_WRITE, "WRITE"], [V.VFIO_REGION_INFO_FLAG_MMAP, "MMAP"]]);
       const caps = r.capIds.map((id) => CAP_NAMES[id] ?? `cap${id}`).join(",");
       const sparse = r.sparseAreas ? ` areas ${r.sparseAreas.map((a) => `${hex(a.offset)}+${hex(a.size)}`).join(" ")}` : "";

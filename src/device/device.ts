@@ -98,11 +98,12 @@ export class Device implements Disposable {
    */
   regionInfo(index: number): RegionInfo {
     this.#checkIndex("VFIO_DEVICE_GET_REGION_INFO", index, this.info().numRegions, "region");
+    const hints = { EINVAL: `The device does not implement region ${index} (vfio-pci has a VGA region, index 8, only for VGA devices).` };
     let buf = encodeRegionInfoRequest(index);
-    this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf);
+    this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf, hints);
     if (argszOf(buf) > buf.byteLength) {
       buf = encodeRegionInfoRequest(index, argszOf(buf));
-      this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf);
+      this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf, hints);
     }
     return decodeRegionInfo(buf);
   }
