@@ -11,7 +11,8 @@
 export { VfioError } from "./errors.ts";
 export { Container, type ContainerOpenOptions, type DmaMapRequest, type IommuType } from "./iommu/container.ts";
 export { Group, type DeviceOpenOptions, type GroupOpenOptions } from "./iommu/group.ts";
-export { Device, PciDevice } from "./device/device.ts";
+export { Device } from "./device/device.ts";
+export { PciDevice } from "./device/pci-device.ts";
 export { Region } from "./device/region.ts";
 export { MappedMemory } from "./sys/mmio.ts";
 export { pageSize } from "./sys/memory.ts";
@@ -19,7 +20,7 @@ export * from "./host/index.ts";
 export type { DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo, SparseMmapArea, DependentDevice } from "./uapi/structs.ts";
 export * as uapi from "./uapi/index.ts";
 export { Bar, type BarAccessOptions } from "./device/bar.ts";
-export type { BarOptions } from "./device/device.ts";
+export type { BarOptions } from "./device/pci-device.ts";
 export * from "./device/config-space.ts";
 export * from "./device/capabilities.ts";
 export * from "./device/bars.ts";

@@ -5,7 +5,7 @@
 import { VfioError } from "../errors.ts";
 import { Container } from "../iommu/container.ts";
 import type { RegionInfo } from "../uapi/structs.ts";
-import type { PciDevice } from "../device/device.ts";
+import type { PciDevice } from "../device/pci-device.ts";
 import { pciDevice } from "../host/pci.ts";
 import * as V from "../uapi/vfio.ts";
 import type { MmapPolicy } from "../mmap-plan.ts";

@@ -3,7 +3,7 @@
  * region): exact-width reads and writes through pread/pwrite on the device
  * fd, bulk copies, and raw mmap of mappable ranges.
  */
-import { VfioError, invalidArgument } from "../errors.ts";
+import { VfioError } from "../errors.ts";
 import { libc, PROT_READ, PROT_WRITE } from "../sys/libc.ts";
 import { syscallError, type Hints } from "../sys/check.ts";
 import { checkAccess, checkRange, MappedMemory, type Width } from "../sys/mmio.ts";

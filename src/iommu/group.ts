@@ -13,7 +13,8 @@ import { normalizeBdf } from "../host/bdf.ts";
 import { groupDevicePath, groupViability, iommuGroupOf } from "../host/groups.ts";
 import { pciDevice } from "../host/pci.ts";
 import type { HostOptions } from "../host/sysfs.ts";
-import { Device, PciDevice } from "../device/device.ts";
+import { Device } from "../device/device.ts";
+import { PciDevice } from "../device/pci-device.ts";
 import { ATTACH_HINTS, type Container } from "./container.ts";
 
 /** Options of {@link Group.open}. */

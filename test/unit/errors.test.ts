@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Container, Group, MappedMemory, VfioError } from "../../src/index.ts";
+import { Container, Group, MappedMemory } from "../../src/index.ts";
 import { ATTACH_HINTS } from "../../src/iommu/container.ts";
 import { syscallError } from "../../src/sys/check.ts";
 import { openPath } from "../../src/sys/fd.ts";

@@ -4,7 +4,7 @@
  * Expected values come from sysfs and from the devices' documented registers.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Container, MappedMemory, VfioError, type Group, type PciDevice } from "../../../src/index.ts";
+import { Container, MappedMemory, type Group, type PciDevice } from "../../../src/index.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE } from "../../../src/sys/libc.ts";
 import { barSizes, configBytes, find, groupOf, hasReset, IDS, reservedRegions } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Bar, Container, DmaBuffer, MappedMemory, VfioError, type Group, type PciDevice } from "../../../src/index.ts";
+import { Bar, Container, DmaBuffer, MappedMemory, type Group, type PciDevice } from "../../../src/index.ts";
 import { libc, EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, POLLIN } from "../../../src/sys/libc.ts";
 import * as V from "../../../src/uapi/vfio.ts";
 import { find, IDS } from "../ground-truth.ts";

@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
-import { bindToVfio, Container, releaseFromVfio, VfioError } from "../../../src/index.ts";
+import { bindToVfio, Container, releaseFromVfio } from "../../../src/index.ts";
 import { driverOf, find, groupOf, IDS } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
 
