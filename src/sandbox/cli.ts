@@ -2,12 +2,14 @@
  * `bun-vfio sandbox`: run a command in a QEMU guest whose emulated PCI
  * devices are bound to vfio-pci.
  */
+import { join } from "node:path";
 import { SandboxError } from "./log.ts";
+import { PACKAGE_ROOT } from "./paths.ts";
 import { DEFAULT_PROFILE, PROFILES } from "./profiles.ts";
 import { runInGuest } from "./runner.ts";
 
 /** The command run when none is given. */
-export const DEFAULT_SANDBOX_COMMAND = ["bun", "examples/nvme-identify.ts"];
+export const DEFAULT_SANDBOX_COMMAND = ["bun", join(PACKAGE_ROOT, "examples", "nvme-identify.ts")];
 
 /** Help text of `bun-vfio sandbox`. */
 export const SANDBOX_HELP = `Usage: bun-vfio sandbox [options] [--] [command...]
@@ -24,7 +26,7 @@ Options:
   --verbose          show kernel boot messages (or BUN_VFIO_SANDBOX_VERBOSE=1)
   -h, --help         this text
 
-Default command: ${DEFAULT_SANDBOX_COMMAND.join(" ")}
+Default command: bun examples/nvme-identify.ts (from this package)
 
 Environment:
   BUN_VFIO_CACHE     cache folder (default <package>/.cache/sandbox): kernel, initramfs, logs
