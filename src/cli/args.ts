@@ -26,8 +26,3 @@ export function policyOf(command: string, value: string | undefined): MmapPolicy
   if (value === undefined || value === "auto" || value === "strict" || value === "force") return value;
   throw invalidArgument(command, `unknown policy '${value}'`, "Use --policy auto, strict or force.");
 }
-
-/** `0x1234` with a minimum width. */
-export function hex(n: number | bigint, width = 1): string {
-  return `0x${n.toString(16).padStart(width, "0")}`;
-}

@@ -9,7 +9,8 @@ import type { PciDevice } from "../device/pci-device.ts";
 import { pciDevice } from "../host/pci.ts";
 import * as V from "../uapi/vfio.ts";
 import type { MmapPolicy } from "../mmap-plan.ts";
-import { hex, parse, policyOf, requireBdf } from "./args.ts";
+import { hex } from "../mmap-plan/format.ts";
+import { parse, policyOf, requireBdf } from "./args.ts";
 
 const REGION_NAMES = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"];
 const IRQ_NAMES = ["INTx", "MSI", "MSI-X", "ERR", "REQ"];

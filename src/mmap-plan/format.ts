@@ -1,7 +1,7 @@
 /** Number formatting for `explain()`. */
 
 /** `n` as hex, zero-padded to `width` digits: `0x02000`. */
-export function hex(n: number, width = 1): string {
+export function hex(n: number | bigint, width = 1): string {
   return `0x${n.toString(16).padStart(width, "0")}`;
 }
 
