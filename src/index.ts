@@ -21,9 +21,9 @@ export type { DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo
 export * as uapi from "./uapi/index.ts";
 export { Bar, type BarAccessOptions } from "./device/bar.ts";
 export type { BarOptions } from "./device/pci-device.ts";
-export * from "./device/config-space.ts";
-export * from "./device/capabilities.ts";
-export * from "./device/bars.ts";
+export * from "./pci/config-space.ts";
+export * from "./pci/capabilities.ts";
+export * from "./pci/bars.ts";
 export * from "./mmap-plan.ts";
 export { detectIsolation, parseInterruptChips, dmarInterruptRemapCapable } from "./host/isolation.ts";
 export { DmaBuffer, type DmaAccess, type DmaBufferOptions } from "./iommu/dma-buffer.ts";

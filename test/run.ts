@@ -11,7 +11,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../src/sandbox/index.ts";
+import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../sandbox/index.ts";
 import { countsOf, type Counts } from "./harness/counts.ts";
 
 const ROOT = join(import.meta.dir, "..");

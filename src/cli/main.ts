@@ -5,7 +5,7 @@
  * the built-in sandbox guest.
  */
 import { VfioError } from "../errors.ts";
-import { sandboxCommand } from "../sandbox/cli.ts";
+import { sandboxCommand } from "../../sandbox/cli.ts";
 import { bindCommand, releaseCommand } from "./bind.ts";
 import { infoCommand, planCommand } from "./info.ts";
 import { listCommand } from "./list.ts";

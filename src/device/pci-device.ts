@@ -16,9 +16,9 @@ import type { ErrorEvents, IntxInterrupt, MsiInterrupts, MsixInterrupts, Release
 import { Device, type DeviceOwner } from "./device.ts";
 import type { Region } from "./region.ts";
 import { Bar, type BarAccessOptions } from "./bar.ts";
-import { decodeMsi, decodeMsix, listCapabilities, msixSizes, type MsiCapability, type MsixCapability, type PciCapability } from "./capabilities.ts";
-import { parseConfigHeader, PciCommand, PciConfigOffset, type PciConfigHeader } from "./config-space.ts";
-import { decodeBars, type PciBar } from "./bars.ts";
+import { decodeMsi, decodeMsix, listCapabilities, msixSizes, type MsiCapability, type MsixCapability, type PciCapability } from "../pci/capabilities.ts";
+import { parseConfigHeader, PciCommand, PciConfigOffset, type PciConfigHeader } from "../pci/config-space.ts";
+import { decodeBars, type PciBar } from "../pci/bars.ts";
 
 /** Options of `PciDevice.bar()` and `PciDevice.mmapPlan()`. */
 export interface BarOptions extends BarAccessOptions {

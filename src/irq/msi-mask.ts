@@ -9,7 +9,7 @@
  * vector, so the owner re-applies masks after every SET_IRQS. Devices
  * without per-vector masking (QEMU's edu among them) cannot be masked.
  */
-import type { MsiCapability } from "../device/capabilities.ts";
+import type { MsiCapability } from "../pci/capabilities.ts";
 import type { IrqPciDevice } from "./port.ts";
 
 /** Mask and pending bits of a device's MSI capability, through config space (pread/pwrite). */

@@ -1,7 +1,7 @@
 /**
  * MSI of a vfio-pci device (IRQ index 1).
  */
-import type { MsiCapability } from "../device/capabilities.ts";
+import type { MsiCapability } from "../pci/capabilities.ts";
 import { VFIO_PCI_MSI_IRQ_INDEX } from "../uapi/vfio.ts";
 import { MsiMaskBits } from "./msi-mask.ts";
 import { notMaskable } from "./irq-errors.ts";

@@ -23,7 +23,7 @@
 import { VfioError } from "../errors.ts";
 import type { MappedMemory } from "../sys/mmio.ts";
 import { pageSize } from "../sys/memory.ts";
-import { MSIX_ENTRY_SIZE, msixSizes, type MsixCapability } from "../device/capabilities.ts";
+import { MSIX_ENTRY_SIZE, msixSizes, type MsixCapability } from "../pci/capabilities.ts";
 import type { IrqPciDevice } from "./port.ts";
 
 const VECTOR_CONTROL = 12;

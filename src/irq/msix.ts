@@ -1,7 +1,7 @@
 /**
  * MSI-X of a vfio-pci device (IRQ index 2).
  */
-import type { MsixCapability } from "../device/capabilities.ts";
+import type { MsixCapability } from "../pci/capabilities.ts";
 import { VFIO_PCI_MSIX_IRQ_INDEX } from "../uapi/vfio.ts";
 import { MsixTable } from "./msix-table.ts";
 import { notMaskable } from "./irq-errors.ts";

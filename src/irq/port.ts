@@ -3,7 +3,7 @@
  * never imports src/device at runtime (Device exposes the irq API through
  * getters, so a runtime import back would be a cycle).
  */
-import type { MsiCapability, MsixCapability } from "../device/capabilities.ts";
+import type { MsiCapability, MsixCapability } from "../pci/capabilities.ts";
 import type { Region } from "../device/region.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeBars } from "../../src/device/bars.ts";
+import { decodeBars } from "../../src/pci/bars.ts";
 import {
   capabilityName,
   decodeMsi,
@@ -14,8 +14,8 @@ import {
   PciCapId,
   PciExtCapId,
   standardCapabilities,
-} from "../../src/device/capabilities.ts";
-import { parseConfigHeader, PciCommand, PciStatus } from "../../src/device/config-space.ts";
+} from "../../src/pci/capabilities.ts";
+import { parseConfigHeader, PciCommand, PciStatus } from "../../src/pci/config-space.ts";
 import { VfioError } from "../../src/errors.ts";
 import { parseResourceFile } from "../../src/host/pci.ts";
 

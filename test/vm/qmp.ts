@@ -1,11 +1,11 @@
 /**
- * The guest side of the sandbox's QMP bridge (src/sandbox/monitor.ts): ask
+ * The guest side of the sandbox's QMP bridge (sandbox/monitor.ts): ask
  * the host to run a QEMU monitor command, and read the events QEMU sent.
  * Only in profiles with `monitor: true`.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { QMP } from "../../src/sandbox/protocol.ts";
+import { QMP } from "../../sandbox/protocol.ts";
 
 const dir = join(process.env.BUN_VFIO_RESULTS ?? "/tmp/bun-vfio-results", QMP.dir);
 let sequence = 0;

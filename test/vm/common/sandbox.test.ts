@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
-import { getProfile } from "../../../src/sandbox/profiles.ts";
+import { getProfile } from "../../../sandbox/profiles.ts";
 
 const inGuest = process.env.BUN_VFIO_SANDBOX === "1";
 const PCI = "/sys/bus/pci/devices";

@@ -29,7 +29,7 @@ Options:
 Default command: bun examples/nvme-identify.ts (from this package)
 
 Environment:
-  BUN_VFIO_CACHE     cache folder (default <package>/.cache/sandbox): kernel, initramfs, logs
+  BUN_VFIO_CACHE     cache folder (default $XDG_CACHE_HOME/bun-vfio or ~/.cache/bun-vfio): kernel, initramfs, logs
   BUN_VFIO_KERNEL    use this vmlinuz instead of Debian's bookworm-backports kernel
   BUN_VFIO_MODULES   its /lib/modules/<version> folder
   BUN_VFIO_SANDBOX_VERBOSE=1  show the whole guest console
