@@ -21,7 +21,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Container, iommuGroupOf, listPciDevices, MappedMemory, Region } from "../src/index.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDONLY } from "../src/sys/libc.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDONLY } from "../src/sys/constants.ts";
 import { openPath } from "../src/sys/fd.ts";
 import { OwnedFd } from "../src/sys/owned-fd.ts";
 
@@ -106,7 +106,7 @@ function runBunNative(): Record<string, number> {
   const mem = MappedMemory.mapAnonymous(4096, MAP_PRIVATE | MAP_ANONYMOUS);
   const zero = openPath("/dev/zero", O_RDONLY);
   const region = new Region(new OwnedFd(zero, "/dev/zero", "device"), {
-    index: 0, flags: 1, size: 4096, offset: 0, readable: true, writable: false, mmappable: false, sparseAreas: undefined, msixMappable: false, type: undefined, capIds: [],
+    index: 0, flags: 1, size: 4096, offset: 0n, readable: true, writable: false, mmappable: false, sparseAreas: undefined, msixMappable: false, type: undefined, capIds: [],
   }, "/dev/zero");
   const off = new Uint8Array(4); // FIONBIO's int argument: 0, blocking
   const zeroFd = new OwnedFd(openPath("/dev/zero", O_RDONLY), "/dev/zero", "file");

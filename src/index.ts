@@ -1,5 +1,8 @@
 /**
- * bun-vfio: drive Linux VFIO devices from Bun through bun:ffi.
+ * bun-vfio: drive Linux VFIO devices from userspace through the runtime's
+ * FFI. The public API, as an explicit list; `bun-vfio/pci` (config-space
+ * parsing), `bun-vfio/uapi` (linux/vfio.h) and `bun-vfio/sandbox` (the
+ * QEMU guest rig) are subpaths.
  *
  * ```ts
  * import { Container } from "bun-vfio";
@@ -8,31 +11,59 @@
  * using dev = group.openPciDevice("0000:01:00.0");
  * ```
  */
-export { VfioError } from "./errors.ts";
-export { Container, type ContainerOpenOptions, type DmaMapRequest, type IommuType } from "./iommu/container.ts";
+// Errors
+export { VfioError, type LibraryErrorCode, type VfioErrorCode } from "./support/errors.ts";
+export type { ErrnoName } from "./support/errno-names.ts";
+
+// IOMMU backends and DMA
+export { Container, type ContainerOpenOptions, type IommuType } from "./iommu/container.ts";
 export { Group, type DeviceOpenOptions, type GroupOpenOptions } from "./iommu/group.ts";
-export { Device } from "./device/device.ts";
-export { PciDevice } from "./device/pci-device.ts";
-export { Region } from "./device/region.ts";
-export { MappedMemory } from "./sys/mmio.ts";
-export { pageSize } from "./sys/memory.ts";
-export * from "./host/index.ts";
-export type { DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo, SparseMmapArea, DependentDevice } from "./uapi/structs.ts";
-export * as uapi from "./uapi/index.ts";
-export { Bar, type BarAccessOptions } from "./device/bar.ts";
-export type { BarOptions } from "./device/pci-device.ts";
-export * from "./pci/config-space.ts";
-export * from "./pci/capabilities.ts";
-export * from "./pci/bars.ts";
-export * from "./mmap-plan.ts";
-export { detectIsolation, parseInterruptChips, dmarInterruptRemapCapable } from "./host/isolation.ts";
+export type { DmaMapRequest, DmaOwner, DmaSpace } from "./iommu/dma-space.ts";
 export { DmaBuffer, type DmaAccess, type DmaBufferOptions } from "./iommu/dma-buffer.ts";
 export { IovaAllocator, DEFAULT_IOVA_RANGES, type IovaAllocatorOptions, type IovaBlock, type IovaRequest } from "./iommu/iova-allocator.ts";
 export { dmaSegments, type DmaSegment, type SegmentOptions } from "./iommu/segments.ts";
 export { HUGE_PAGES, type HugePageSize } from "./iommu/huge-pages.ts";
 export { memlockStatus, memlockHint, type MemlockStatus } from "./iommu/memlock.ts";
-export type { DmaOwner } from "./iommu/container.ts";
+
+// Devices
+export { Device, type DeviceAttachment, type DeviceHandle } from "./device/device.ts";
+export { PciDevice, type BarOptions, type PciDeviceOptions } from "./device/pci-device.ts";
+export { Region, type RegionMapOptions } from "./device/region.ts";
+export { Bar, type BarAccessOptions } from "./device/bar.ts";
+export { MappedMemory } from "./sys/mmio.ts";
+export { pageSize } from "./sys/memory.ts";
+export type {
+  DependentDevice, DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo, SparseMmapArea,
+} from "./uapi/structs.ts";
+
+// Interrupts
 export {
-  MsixInterrupts, MsiInterrupts, IntxInterrupt, ErrorEvents, ReleaseRequests, DeviceEventIndex, VectorIndex, IrqVector, EventFd,
-  type IrqKind, type IrqVectors, type IntxEnableOptions, type ReleaseOptions, type ReleaseRequest, type InterruptHandler, type Subscription,
+  DeviceEventIndex, ErrorEvents, EventFd, IntxInterrupt, IrqVector, MsiInterrupts, MsixInterrupts, ReleaseRequests, VectorIndex,
+  type InterruptHandler, type IntxEnableOptions, type IrqKind, type IrqVectors, type ReleaseRequest, type ReleaseRequestOptions, type Subscription,
 } from "./irq/index.ts";
+
+// The mmap decision
+export {
+  isolationVerdict, planBarMmap,
+  type BarRegionInfo, type GuardedRange, type IsolationLevel, type IsolationVerdict, type MmapPlan, type MmapPolicy, type MsixLayout, type PlanRange, type SparseArea,
+} from "./mmap-plan/index.ts";
+
+// Host (sysfs and procfs)
+export {
+  bindToVfio, detectIsolation, dmarInterruptRemapCapable, formatBdf, groupDevicePath, groupMembers, groupViability, iommuGroupOf,
+  isDmaNeutralDriver, isNoiommuGroup, listPciDevices, lookupPciNames, normalizeBdf, parseBdf, parseInterruptChips, parseResourceFile,
+  pciDevice, releaseFromVfio, DMA_NEUTRAL_DRIVERS,
+  type BindOptions, type BindResult, type GroupMember, type GroupViability, type HostOptions, type IsolationContainerState,
+  type IsolationEvidenceSources, type PciAddress, type PciDeviceInfo, type PciIdNames, type PciIdQuery, type PciResource,
+  type ReleaseOptions, type ReleaseResult, type SysfsWriter,
+} from "./host/index.ts";
+
+// Config-space parsing (also `bun-vfio/pci`)
+export * from "./pci/index.ts";
+
+// Runtime seam (for tests and embedders: a fake kernel, another runtime)
+export { useSys } from "./sys/runtime.ts";
+export type { ByteStream, MemoryView, MmapResult, Pointer, Sys } from "./sys/types.ts";
+
+// linux/vfio.h constants and codecs (also `bun-vfio/uapi`)
+export * as uapi from "./uapi/index.ts";

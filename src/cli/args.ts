@@ -2,8 +2,8 @@
  * Tiny argument parsing for the CLI: positional arguments and `--name value` options.
  */
 import { parseArgs } from "node:util";
-import { invalidArgument } from "../errors.ts";
-import type { MmapPolicy } from "../mmap-plan.ts";
+import { invalidArgument } from "../support/errors.ts";
+import type { MmapPolicy } from "../mmap-plan/index.ts";
 
 /** Parses `argv` with `options` (node:util parseArgs), strict, with positionals. */
 export function parse<T extends Record<string, { type: "string" | "boolean"; short?: string }>>(command: string, argv: string[], options: T) {

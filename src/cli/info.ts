@@ -2,14 +2,14 @@
  * `bun-vfio info` and `bun-vfio plan`: open a device through VFIO and show
  * what the kernel reports, and the mmap plan of each BAR.
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { Container } from "../iommu/container.ts";
 import type { RegionInfo } from "../uapi/structs.ts";
 import type { PciDevice } from "../device/pci-device.ts";
 import { pciDevice } from "../host/pci.ts";
 import * as V from "../uapi/vfio.ts";
-import type { MmapPolicy } from "../mmap-plan.ts";
-import { hex } from "../mmap-plan/format.ts";
+import type { MmapPolicy } from "../mmap-plan/index.ts";
+import { hex } from "../support/format.ts";
 import { parse, policyOf, requireBdf } from "./args.ts";
 
 const REGION_NAMES = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"];

@@ -4,7 +4,7 @@
  * reports about a device and the mmap plan of its BARs, and run scripts in
  * the built-in sandbox guest.
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { sandboxCommand } from "../../sandbox/cli.ts";
 import { bindCommand, releaseCommand } from "./bind.ts";
 import { infoCommand, planCommand } from "./info.ts";

@@ -3,11 +3,16 @@
  * plan. Each "mmap" range of the plan is mapped once; every access goes to
  * the mapping when it falls inside one and to pread/pwrite otherwise, so
  * callers never care which. Writes into the MSI-X table and PBA are refused
- * unless the caller opts out (vectors are configured with SET_IRQS).
+ * unless the caller opts out (vectors are configured with SET_IRQS); where
+ * the plan traps them even the opt-out cannot help (vfio-pci drops writes
+ * to the table made through the device fd), so they are refused there too.
+ * Mapped accesses are gated by the device: while memory decoding is off
+ * they fail with EIO instead of raising SIGBUS.
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
+import { hex } from "../support/format.ts";
 import { checkAccess, checkRange, type MappedMemory } from "../sys/mmio.ts";
-import type { GuardedRange, MmapPlan } from "../mmap-plan.ts";
+import type { GuardedRange, MmapPlan } from "../mmap-plan/index.ts";
 import type { Region } from "./region.ts";
 
 /** A mapped range of the BAR: [start, end) of the BAR backed by `memory` (which starts at `start`). */
@@ -27,8 +32,9 @@ export interface BarAccessOptions {
  * A BAR register accessor built from its {@link MmapPlan}. Obtained from
  * `device.bar(n)`; released when the device closes or by `close()`.
  */
-export class Bar {
+export class Bar implements Disposable {
   readonly #region: Region;
+  readonly #onClose: () => void;
   readonly #maps: MappedRange[];
   readonly #guards: GuardedRange[];
   #closed = false;
@@ -36,8 +42,9 @@ export class Bar {
   readonly plan: MmapPlan;
 
   /** @internal Built by PciDevice.bar(): maps every "mmap" range of the plan. */
-  constructor(region: Region, plan: MmapPlan, options: BarAccessOptions = {}) {
+  constructor(region: Region, plan: MmapPlan, options: BarAccessOptions, onClose: () => void) {
     this.#region = region;
+    this.#onClose = onClose;
     this.plan = plan;
     this.#guards = options.allowMsixWrites ? [] : plan.guarded;
     this.#maps = [];
@@ -46,7 +53,8 @@ export class Bar {
         if (range.access !== "mmap") continue;
         // The kernel maps whole pages; a BAR end that is not page-aligned is mapped to the page end.
         const length = Math.ceil((range.end - range.start) / plan.pageSize) * plan.pageSize;
-        this.#maps.push({ start: range.start, end: range.end, memory: region.map({ offset: range.start, length }) });
+        // The plan already weighed MSI isolation for these pages (rule 2 or policy "force").
+        this.#maps.push({ start: range.start, end: range.end, memory: region.map({ offset: range.start, length, unsafeMapMsixTable: true }) });
       }
     } catch (err) {
       for (const m of this.#maps) m.memory.unmap();
@@ -79,6 +87,7 @@ export class Bar {
 
   #alive(op: string): void {
     if (this.#closed) throw new VfioError({ op, code: "ECLOSED", errno: 9, path: this.#region.path, detail: "the BAR accessor is closed", hint: "Get a new accessor with device.bar(n)." });
+    if (this.#region.closed) throw new VfioError({ op, code: "ECLOSED", errno: 9, path: this.#region.path, detail: "the device is closed", hint: "Open the device again; its BAR accessors close with it." });
   }
 
   #guard(op: string, offset: number, length: number): void {
@@ -86,7 +95,7 @@ export class Bar {
       if (offset < g.end && offset + length > g.start) {
         throw new VfioError({
           op, code: "EPERM", errno: 1, path: this.#region.path,
-          detail: `0x${offset.toString(16)}+${length} overlaps the ${g.what === "msix-table" ? "MSI-X table" : "MSI-X PBA"} (0x${g.start.toString(16)}-0x${g.end.toString(16)})`,
+          detail: `${hex(offset)}+${length} overlaps the ${g.what === "msix-table" ? "MSI-X table" : "MSI-X PBA"} (${hex(g.start)}-${hex(g.end)})`,
           hint: "Configure vectors with device.msix (VFIO_DEVICE_SET_IRQS); pass { allowMsixWrites: true } to device.bar() to write there anyway.",
         });
       }
@@ -153,7 +162,7 @@ export class Bar {
     checkRange("read", offset, length, this.plan.size, this.#region.path);
     const out = new Uint8Array(length);
     this.#pieces(offset, length, (start, end, m) => {
-      out.set(m ? m.memory.bytes.subarray(start - m.start, end - m.start) : this.#region.read(start, end - start), start - offset);
+      out.set(m ? m.memory.read(start - m.start, end - start) : this.#region.read(start, end - start), start - offset);
     });
     return out;
   }
@@ -161,11 +170,12 @@ export class Bar {
   /** Copies `bytes` into the BAR at `offset`, along the plan like {@link read}. Refused over the MSI-X table/PBA. */
   write(offset: number, bytes: Uint8Array): void {
     this.#alive("write");
+    if (!(bytes instanceof Uint8Array)) throw new VfioError({ op: "write", code: "EINVAL", errno: 22, path: this.#region.path, detail: "bytes is not a Uint8Array", hint: "Pass the data as a Uint8Array." });
     checkRange("write", offset, bytes.byteLength, this.plan.size, this.#region.path);
     this.#guard("write", offset, bytes.byteLength);
     this.#pieces(offset, bytes.byteLength, (start, end, m) => {
       const piece = bytes.subarray(start - offset, end - offset);
-      if (m) m.memory.bytes.set(piece, start - m.start);
+      if (m) m.memory.write(start - m.start, piece);
       else this.#region.write(start, piece);
     });
   }
@@ -185,6 +195,19 @@ export class Bar {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const m of this.#maps) m.memory.unmap();
+    this.#onClose();
+    let first: unknown;
+    for (const m of this.#maps.splice(0)) {
+      try {
+        m.memory.unmap();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -2,21 +2,42 @@
  * An open VFIO device: info, regions, IRQ info, reset. PciDevice
  * (./pci-device.ts) adds what vfio-pci offers.
  */
-import { VfioError, invalidArgument } from "../errors.ts";
+import { VfioError, invalidArgument } from "../support/errors.ts";
+import { show } from "../support/format.ts";
 import { OwnedFd } from "../sys/owned-fd.ts";
+import { runAll } from "../sys/teardown.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import {
   argszBuffer, argszOf, decodeDeviceInfo, decodeIrqInfo, decodeRegionInfo, encodeIrqInfoRequest, encodeIrqSet,
   encodeRegionInfoRequest, type DeviceInfo, type IrqInfo, type IrqSetData, type RegionInfo,
 } from "../uapi/structs.ts";
-import { Region } from "./region.ts";
+import { Region, type RegionRules } from "./region.ts";
 
-/** What a Device needs from the group that opened it. */
-export interface DeviceOwner {
-  _forget(device: Device): void;
-  /** The container the group is attached to: its IOMMU type is evidence of MSI isolation. */
-  readonly container: { readonly iommuType: "type1v2" | "type1" | "noiommu" | undefined } | undefined;
+/**
+ * A device fd as an IOMMU backend hands it out (VFIO_GROUP_GET_DEVICE_FD
+ * today; an iommufd cdev tomorrow): the narrow seam between backends and
+ * devices.
+ */
+export interface DeviceHandle {
+  /** The open device fd; the Device owns it from now on. */
+  readonly fd: number;
+  /** The device's name in its backend (the PCI address for vfio-pci). */
+  readonly name: string;
+  /** Named in errors: `<group node>:<name>`. */
+  readonly path: string;
+  /** The backend's view of MSI isolation: how it attached the device. */
+  readonly attachment: () => DeviceAttachment;
+  /** Called once when the device has closed. */
+  readonly closed: (device: Device) => void;
+  /** Closes every open instance of this device (REQ auto-release must free them all). */
+  readonly closeAll: () => void;
+}
+
+/** How a device reaches its IOMMU, as evidence for the isolation verdict. */
+export interface DeviceAttachment {
+  /** The container's IOMMU type, or undefined when not attached. */
+  readonly iommuType: string | undefined;
 }
 
 /**
@@ -25,21 +46,20 @@ export interface DeviceOwner {
  */
 export class Device implements Disposable {
   protected readonly fd: OwnedFd;
-  protected readonly owner: DeviceOwner;
+  readonly #handle: DeviceHandle;
   #info: DeviceInfo | undefined;
   readonly #regions = new Map<number, Region>();
-  readonly #closeHooks: (() => void)[] = [];
   /** The device's name in its group (the PCI address for vfio-pci). */
   readonly name: string;
 
-  /** @internal Created by Group. */
-  constructor(fd: number, name: string, path: string, owner: DeviceOwner) {
-    this.fd = new OwnedFd(fd, path, "device");
-    this.name = name;
-    this.owner = owner;
+  /** @internal Created by a backend (Group) from a {@link DeviceHandle}. */
+  constructor(handle: DeviceHandle) {
+    this.fd = new OwnedFd(handle.fd, handle.path, "device");
+    this.name = handle.name;
+    this.#handle = handle;
   }
 
-  /** The device fd (escape hatch for raw ioctls). Throws after close. */
+  /** The device fd (escape hatch for raw ioctls: they bypass the library's checks). Throws after close. */
   get unsafeFd(): number {
     return this.fd.get("unsafeFd");
   }
@@ -54,17 +74,16 @@ export class Device implements Disposable {
     return this.fd.closed;
   }
 
+  /** How the device's backend attached it (evidence for MSI isolation). */
+  protected get attachment(): DeviceAttachment {
+    return this.#handle.attachment();
+  }
+
   /** Flags, region and IRQ counts (cached). Internally this calls VFIO_DEVICE_GET_INFO. */
   info(): DeviceInfo {
     this.fd.get("VFIO_DEVICE_GET_INFO");
     if (this.#info) return this.#info;
-    let buf = argszBuffer(SIZEOF.vfio_device_info + 4);
-    this.fd.ioctl("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, buf);
-    if (argszOf(buf) > buf.byteLength) {
-      buf = argszBuffer(argszOf(buf));
-      this.fd.ioctl("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, buf);
-    }
-    this.#info = decodeDeviceInfo(buf);
+    this.#info = decodeDeviceInfo(this.#query("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, (size) => argszBuffer(Math.max(size, SIZEOF.vfio_device_info + 4))));
     return this.#info;
   }
 
@@ -76,13 +95,18 @@ export class Device implements Disposable {
   regionInfo(index: number): RegionInfo {
     this.#checkIndex("VFIO_DEVICE_GET_REGION_INFO", index, this.info().numRegions, "region");
     const hints = { EINVAL: `The device does not implement region ${index} (vfio-pci has a VGA region, index 8, only for VGA devices).` };
-    let buf = encodeRegionInfoRequest(index);
-    this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf, hints);
+    return decodeRegionInfo(this.#query("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, (size) => encodeRegionInfoRequest(index, size || undefined), hints));
+  }
+
+  /** One *_GET_INFO ioctl with an argsz-sized buffer, again with the size the kernel asked for. */
+  #query(op: string, request: number, make: (argsz: number) => Uint8Array, hints?: Record<string, string>): Uint8Array {
+    let buf = make(0);
+    this.fd.ioctl(op, request, buf, hints);
     if (argszOf(buf) > buf.byteLength) {
-      buf = encodeRegionInfoRequest(index, argszOf(buf));
-      this.fd.ioctl("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, buf, hints);
+      buf = make(argszOf(buf));
+      this.fd.ioctl(op, request, buf, hints);
     }
-    return decodeRegionInfo(buf);
+    return buf;
   }
 
   /** The region object for `index` (cached): pread/pwrite access and raw mmap. */
@@ -90,17 +114,24 @@ export class Device implements Disposable {
     this.fd.get("region");
     let region = this.#regions.get(index);
     if (!region) {
-      region = new Region(this.fd, this.regionInfo(index), `${this.path}#region${index}`);
+      region = new Region(this.fd, this.regionInfo(index), `${this.path}#region${index}`, this.regionRules(index));
       this.#regions.set(index, region);
     }
     return region;
+  }
+
+  /** What a subclass decides for a region (PciDevice: gate, MSI-X spans). */
+  protected regionRules(_index: number): RegionRules {
+    return {};
   }
 
   /** Count and flags of an interrupt index. Internally this calls VFIO_DEVICE_GET_IRQ_INFO. */
   irqInfo(index: number): IrqInfo {
     this.#checkIndex("VFIO_DEVICE_GET_IRQ_INFO", index, this.info().numIrqs, "IRQ index");
     const buf = encodeIrqInfoRequest(index);
-    this.fd.ioctl("VFIO_DEVICE_GET_IRQ_INFO", V.VFIO_DEVICE_GET_IRQ_INFO, buf);
+    this.fd.ioctl("VFIO_DEVICE_GET_IRQ_INFO", V.VFIO_DEVICE_GET_IRQ_INFO, buf, {
+      EINVAL: `The device does not implement IRQ index ${index} (vfio-pci offers ERR, index 3, only on PCI Express devices).`,
+    });
     return decodeIrqInfo(buf);
   }
 
@@ -121,39 +152,55 @@ export class Device implements Disposable {
    */
   reset(): void {
     if (!this.info().canReset) {
-      throw new VfioError({ op: "VFIO_DEVICE_RESET", code: "ENOTSUP", errno: 95, path: this.path, detail: "the device advertises no reset (VFIO_DEVICE_FLAGS_RESET is clear)", hint: "Use a hot reset of the bus (PciDevice.hotReset) if the slot allows it, or re-bind the device." });
+      throw new VfioError({ op: "VFIO_DEVICE_RESET", code: "EOPNOTSUPP", errno: 95, path: this.path, detail: "the device advertises no reset (VFIO_DEVICE_FLAGS_RESET is clear)", hint: "Use a hot reset of the bus (PciDevice.hotReset) if the slot allows it, or re-bind the device." });
     }
-    this.fd.ioctl("VFIO_DEVICE_RESET", V.VFIO_DEVICE_RESET, 0, {
-      EAGAIN: "Another device on the same bus is in use, so the kernel could not do a bus reset now: close it and retry.",
-    });
+    try {
+      this.fd.ioctl("VFIO_DEVICE_RESET", V.VFIO_DEVICE_RESET, 0, {
+        EAGAIN: "Another device on the same bus is in use, so the kernel could not do a bus reset now: close it and retry.",
+      });
+    } finally {
+      this.afterReset();
+    }
   }
 
-  /** Runs `hook` when the device closes, before its fd is closed (irq layer, BAR accessors). */
-  onClose(hook: () => void): void {
-    this.#closeHooks.push(hook);
-  }
+  /** A reset may change what is reachable (PciDevice: look at the command register again). */
+  protected afterReset(): void {}
 
-  #checkIndex(op: string, index: number, count: number, what: string): void {
+  #checkIndex(op: string, index: unknown, count: number, what: string): asserts index is number {
     this.fd.get(op);
-    if (!Number.isInteger(index) || index < 0 || index >= count) {
-      throw invalidArgument(op, `${what} ${index} does not exist (the device has ${count})`, `Use a ${what} from 0 to ${count - 1}.`, this.path);
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw invalidArgument(op, `${what} ${show(index)} does not exist (the device has ${count})`, `Use a ${what} from 0 to ${count - 1}.`, this.path);
     }
+  }
+
+  /** What a subclass releases before the regions are unmapped (PciDevice: interrupts, then BAR accessors). */
+  protected releaseSteps(): (() => void)[] {
+    return [];
   }
 
   /**
-   * Disables interrupts and releases mappings (via close hooks), unmaps every
-   * region mapping, then closes the device fd. Idempotent.
+   * Closes this device and every other open instance of it in this process,
+   * so an unbind or hot-unplug waiting on them can complete.
+   */
+  releaseEverywhere(): void {
+    this.#handle.closeAll();
+  }
+
+  /**
+   * Disables interrupts, closes BAR accessors, unmaps every region mapping,
+   * then closes the device fd: every step runs even if one fails (the first
+   * failure is rethrown at the end). Idempotent.
    */
   close(): void {
     if (this.fd.closed) return;
-    try {
-      for (const hook of this.#closeHooks.splice(0).reverse()) hook();
-      for (const region of this.#regions.values()) region.unmapAll();
-    } finally {
-      this.#regions.clear();
-      this.fd.close();
-      this.owner._forget(this);
-    }
+    const regions = [...this.#regions.values()];
+    this.#regions.clear();
+    runAll([
+      ...this.releaseSteps(),
+      ...regions.map((r) => () => r.unmapAll()),
+      () => this.fd.close(),
+      () => this.#handle.closed(this),
+    ]);
   }
 
   [Symbol.dispose](): void {

@@ -1,4 +1,4 @@
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "../support/errors.ts";
 
 /** A PCI address split into its fields. */
 export interface PciAddress {

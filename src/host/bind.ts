@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { normalizeBdf } from "./bdf.ts";
 import { noSuchDevice, pciDeviceExists } from "./pci.ts";
 import { hostPath, linkTargetName, pciDevicePath, readOptional, writeAttribute, writeSysfs, type HostOptions, type SysfsWriter } from "./sysfs.ts";

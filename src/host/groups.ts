@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from "node:fs";
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { normalizeBdf } from "./bdf.ts";
 import { noSuchDevice, pciDeviceExists } from "./pci.ts";
 import { hostError, hostPath, linkTargetName, pciDevicePath, readOptional, type HostOptions } from "./sysfs.ts";

@@ -7,8 +7,8 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { invalidArgument } from "../errors.ts";
-import { isolationVerdict, type IsolationVerdict } from "../mmap-plan.ts";
+import { invalidArgument } from "../support/errors.ts";
+import { isolationVerdict, type IsolationVerdict } from "../mmap-plan/index.ts";
 
 /** Where the evidence is read from. */
 export interface IsolationEvidenceSources {

@@ -1,5 +1,5 @@
 import { readdirSync } from "node:fs";
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { normalizeBdf } from "./bdf.ts";
 import { lookupPciNames, type PciIdNames } from "./pci-ids.ts";
 import { hostError, hostPath, isErrno, linkTargetName, pciDevicePath, readHexOptional, readOptional, type HostOptions } from "./sysfs.ts";

@@ -1,7 +1,7 @@
 import { closeSync, constants as fsConstants, openSync, readFileSync, readlinkSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { basename, join } from "node:path";
-import { VfioError } from "../errors.ts";
+import { VfioError, type VfioErrorCode } from "../support/errors.ts";
 
 /** Options shared by every host helper. */
 export interface HostOptions {
@@ -44,7 +44,7 @@ export function hostError(op: string, path: string, err: unknown, hint: string):
   const errno = (osConstants.errno as Record<string, number>)[code] ?? 0;
   const permission = code === "EACCES" || code === "EPERM";
   const detail = err instanceof Error ? err.message : String(err);
-  return new VfioError({ op, errno, code, path, detail, hint: permission ? RUN_AS_ROOT : hint, cause: err });
+  return new VfioError({ op, errno, code: code as VfioErrorCode, path, detail, hint: permission ? RUN_AS_ROOT : hint, cause: err });
 }
 
 /** Reads a sysfs attribute as trimmed text, or `undefined` when it does not exist. */

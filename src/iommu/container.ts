@@ -2,24 +2,27 @@
  * The legacy VFIO container (`/dev/vfio/vfio`): an IOMMU context that groups
  * are attached to, and the DMA map/unmap of the type1 IOMMU backend.
  */
-import { VfioError, invalidArgument } from "../errors.ts";
-import { O_RDWR } from "../sys/libc.ts";
+import { VfioError, invalidArgument } from "../support/errors.ts";
+import { O_RDWR } from "../sys/constants.ts";
 import { openPath } from "../sys/fd.ts";
 import { OwnedFd } from "../sys/owned-fd.ts";
 import type { Hints } from "../sys/check.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import { argszBuffer, argszOf, decodeDmaUnmapSize, decodeIommuInfo, encodeDmaMap, encodeDmaUnmap, type IommuInfo } from "../uapi/structs.ts";
-import { Group, type GroupOpenOptions } from "./group.ts";
+import { existsSync } from "node:fs";
+import { syscallError } from "../sys/check.ts";
+import { runAll } from "../sys/teardown.ts";
+import { oneOf, optionsArg, U64_LIMIT, u32Arg, u64Arg } from "../support/args.ts";
+import { hex, show } from "../support/format.ts";
+import { attachGroup, attachHints, Group, type ContainerLink, type GroupOpenOptions } from "./group.ts";
+import type { DmaMapRequest, DmaOwner, DmaSpace } from "./dma-space.ts";
 import { DEFAULT_IOVA_RANGES, IovaAllocator } from "./iova-allocator.ts";
-
-/** Something holding DMA mappings in a container (a DmaBuffer): closed before the groups. */
-export interface DmaOwner {
-  close(): void;
-}
 
 /** The IOMMU models a container can be set to. */
 export type IommuType = "type1v2" | "type1" | "noiommu";
+
+const IOMMU_TYPES: readonly IommuType[] = ["type1v2", "type1", "noiommu"];
 
 const IOMMU_TYPE_IDS: Record<IommuType, number> = {
   type1v2: V.VFIO_TYPE1v2_IOMMU,
@@ -27,22 +30,12 @@ const IOMMU_TYPE_IDS: Record<IommuType, number> = {
   noiommu: V.VFIO_NOIOMMU_IOMMU,
 };
 
-/** Hints for attaching a group to an IOMMU (VFIO_SET_IOMMU, and SET_CONTAINER once the IOMMU is set). */
-export const ATTACH_HINTS: Hints = {
-  EPERM:
-    "This host does not isolate MSIs (no interrupt remapping): enable it (intel_iommu=on / amd_iommu=on with IR), " +
-    "or accept the risk with `echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts`.",
-  EBUSY: "The group is already attached to a container (in this or another process); close that first.",
-  ENODEV: "No IOMMU backend accepted the group: load vfio_iommu_type1 (modprobe vfio_iommu_type1).",
-  EINVAL: "The container already uses another IOMMU type, or the group's IOMMU does not support it.",
-};
-
 const MAP_HINTS: Hints = {
   EEXIST: "That IOVA range overlaps an existing mapping: unmap it first or pick another IOVA.",
   ENOMEM:
     "Pinning the memory failed: the locked-memory limit (ulimit -l, RLIMIT_MEMLOCK) is too low for this size, or the host is out of memory. Raise the limit (run as root, or `ulimit -l unlimited`).",
   ENOSPC: "The container ran out of DMA mappings (vfio_iommu_type1 dma_entry_limit): unmap some, or raise the module parameter.",
-  EINVAL: "vaddr, iova and size must be aligned to the IOMMU page size (see container.iommuInfo().pageSizes) and size non-zero.",
+  EINVAL: "vaddr, iova and size must be aligned to the IOMMU page size (see container.iommuInfo().pageSizes), size non-zero, and the IOVA range inside container.iommuInfo().iovaRanges (not in the MSI window, not above the IOMMU's address width).",
   EFAULT: "The virtual address range is not mapped in this process.",
 };
 
@@ -52,40 +45,45 @@ export interface ContainerOpenOptions {
   path?: string;
 }
 
-/** One DMA mapping request for {@link Container.mapDma}. */
-export interface DmaMapRequest {
-  /** Process virtual address (page-aligned). */
-  vaddr: number | bigint;
-  /** IO virtual address the device will use (page-aligned). */
-  iova: bigint;
-  /** Size in bytes (a multiple of the IOMMU page size). */
-  size: number | bigint;
-  /** The device may read this memory (default true). */
-  read?: boolean;
-  /** The device may write this memory (default true). */
-  write?: boolean;
-}
-
 /**
- * A VFIO container. Open it, add groups (the first one also sets the IOMMU
- * type), then open devices from those groups. Closing the container closes
- * its groups and their devices first, in the order the kernel requires
- * (device, then group, then container).
+ * A VFIO container: the legacy (type1) IOMMU backend. Open it, add groups
+ * (the first one also sets the IOMMU type), then open devices from those
+ * groups. It is the {@link DmaSpace} of its groups' devices. Closing it
+ * releases everything in the kernel's order: devices, then groups (the
+ * kernel stops bus mastering and, with the last group, drops every
+ * mapping), then DMA buffers, then the container fd.
  *
  * ```ts
  * using container = Container.open();
  * using group = container.addGroup("0000:01:00.0");
  * ```
  */
-export class Container implements Disposable {
+export class Container implements DmaSpace, Disposable {
   readonly #fd: OwnedFd;
   #iommuType: IommuType | undefined;
   readonly #groups = new Set<Group>();
   readonly #dmaOwners = new Set<DmaOwner>();
   #iovaAllocator: IovaAllocator | undefined;
+  readonly #link: ContainerLink;
+  /** @internal See DmaSpace.backstopUnmap. */
+  readonly backstopUnmap: (iova: bigint, size: number) => void;
 
   private constructor(fd: OwnedFd) {
     this.#fd = fd;
+    this.#link = {
+      fd: () => this.#fd.get("VFIO_GROUP_SET_CONTAINER"),
+      iommuType: () => this.#iommuType,
+      left: (group) => this.#groupLeft(group),
+    };
+    // Captures the fd owner, not the container, so a dropped container can still be collected.
+    this.backstopUnmap = (iova, size) => {
+      if (fd.closed) return;
+      try {
+        fd.tryIoctl("VFIO_IOMMU_UNMAP_DMA", V.VFIO_IOMMU_UNMAP_DMA, encodeDmaUnmap(iova, size, 0));
+      } catch {
+        // a backstop never throws
+      }
+    };
   }
 
   /**
@@ -93,18 +91,23 @@ export class Container implements Disposable {
    * Internally this calls open(2) and VFIO_GET_API_VERSION.
    */
   static open(options: ContainerOpenOptions = {}): Container {
-    const path = options.path ?? "/dev/vfio/vfio";
-    const fd = openPath(path, O_RDWR, "open container", {
+    const opts = optionsArg("Container.open", options);
+    const path = opts.path ?? "/dev/vfio/vfio";
+    if (typeof path !== "string") throw invalidArgument("Container.open", `path ${show(path)} is not a string`, "Pass the container node's path, or nothing for /dev/vfio/vfio.");
+    const fd = new OwnedFd(openPath(path, O_RDWR, "open container", {
       ENOENT: "VFIO is not loaded: run `modprobe vfio-pci` (and `modprobe vfio_iommu_type1`).",
       EACCES: "Permission denied on /dev/vfio/vfio: run as root or add your user to a group that owns it.",
-    });
-    const container = new Container(new OwnedFd(fd, path, "container"));
-    const version = container.#fd.ioctl("VFIO_GET_API_VERSION", V.VFIO_GET_API_VERSION, 0);
-    if (version !== V.VFIO_API_VERSION) {
-      container.close();
-      throw new VfioError({ op: "VFIO_GET_API_VERSION", code: "EPROTO", path, detail: `kernel API version ${version}, expected ${V.VFIO_API_VERSION}`, hint: "This kernel's VFIO API is not supported by bun-vfio." });
+    }), path, "container");
+    try {
+      const version = fd.ioctl("VFIO_GET_API_VERSION", V.VFIO_GET_API_VERSION, 0);
+      if (version !== V.VFIO_API_VERSION) {
+        throw new VfioError({ op: "VFIO_GET_API_VERSION", code: "EPROTO", errno: 71, path, detail: `kernel API version ${version}, expected ${V.VFIO_API_VERSION}`, hint: "This kernel's VFIO API is not supported by bun-vfio." });
+      }
+    } catch (err) {
+      fd.close();
+      throw err;
     }
-    return container;
+    return new Container(fd);
   }
 
   /** The container's fd (escape hatch for raw ioctls). Throws after close. */
@@ -122,9 +125,14 @@ export class Container implements Disposable {
     return this.#fd.closed;
   }
 
-  /** The IOMMU type set on this container, or undefined before the first group is attached. */
+  /** The IOMMU type set on this container, or undefined before the first group is attached (and after the last left). */
   get iommuType(): IommuType | undefined {
     return this.#iommuType;
+  }
+
+  /** True while DMA can be mapped: a type1 IOMMU is set. */
+  get canMap(): boolean {
+    return !this.closed && (this.#iommuType === "type1" || this.#iommuType === "type1v2");
   }
 
   /** The groups currently attached. */
@@ -137,13 +145,14 @@ export class Container implements Disposable {
    * Internally this calls VFIO_CHECK_EXTENSION.
    */
   checkExtension(extension: number | IommuType): boolean {
-    const id = typeof extension === "number" ? extension : IOMMU_TYPE_IDS[extension];
-    return this.#fd.ioctl("VFIO_CHECK_EXTENSION", V.VFIO_CHECK_EXTENSION, id) > 0;
+    const op = "VFIO_CHECK_EXTENSION";
+    const id = typeof extension === "string" ? IOMMU_TYPE_IDS[oneOf(op, "extension", extension, IOMMU_TYPES, this.path)] : u32Arg(op, "extension", extension, this.path);
+    return this.#fd.ioctl(op, V.VFIO_CHECK_EXTENSION, id) > 0;
   }
 
   /** The IOMMU types this kernel offers, best first (type1v2, type1, noiommu). */
   supportedIommuTypes(): IommuType[] {
-    return (Object.keys(IOMMU_TYPE_IDS) as IommuType[]).filter((t) => this.checkExtension(t));
+    return IOMMU_TYPES.filter((t) => this.checkExtension(t));
   }
 
   /**
@@ -152,48 +161,77 @@ export class Container implements Disposable {
    * Internally this calls VFIO_SET_IOMMU; EPERM means MSIs are not isolated.
    */
   setIommu(type?: IommuType): IommuType {
-    if (this.#iommuType !== undefined) {
-      if (type === undefined || type === this.#iommuType) return this.#iommuType;
-      throw invalidArgument("VFIO_SET_IOMMU", `the container already uses ${this.#iommuType}`, "Open another container for another IOMMU type.", this.path);
-    }
+    const op = "VFIO_SET_IOMMU";
+    if (type !== undefined) oneOf(op, "iommuType", type, IOMMU_TYPES, this.path);
     const chosen = type ?? this.supportedIommuTypes()[0];
     if (chosen === undefined) {
-      throw new VfioError({ op: "VFIO_SET_IOMMU", code: "ENODEV", errno: 19, path: this.path, detail: "the kernel offers no IOMMU type", hint: "Load vfio_iommu_type1 (modprobe vfio_iommu_type1), or enable noiommu mode (vfio enable_unsafe_noiommu_mode=1)." });
+      throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: "the kernel offers no IOMMU type", hint: noIommuHint() });
     }
-    this.#fd.ioctl("VFIO_SET_IOMMU", V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], ATTACH_HINTS);
+    const root = [...this.#groups][0]?.host.root;
+    this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], attachHints({ root }));
     this.#iommuType = chosen;
     return chosen;
   }
 
   /**
-   * Opens a group (by number or by a member's PCI address), checks that it is
-   * viable, attaches it to this container and sets the IOMMU type if this is
-   * the first group. Internally this calls VFIO_GROUP_GET_STATUS,
-   * VFIO_GROUP_SET_CONTAINER and VFIO_SET_IOMMU.
+   * Opens a group (by number or by a member's PCI address; or takes an open
+   * Group), checks that it is viable, attaches it to this container and
+   * sets the IOMMU type if this is the first group. Internally this calls
+   * VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER and VFIO_SET_IOMMU.
    */
-  addGroup(groupOrBdf: number | string, options: GroupOpenOptions & { iommuType?: IommuType } = {}): Group {
-    this.#fd.get("addGroup");
-    const group = Group.open(groupOrBdf, options);
+  addGroup(groupOrBdf: number | string | Group, options: GroupOpenOptions & { iommuType?: IommuType } = {}): Group {
+    const op = "addGroup";
+    this.#fd.get(op);
+    const opts = optionsArg(op, options, this.path);
+    if (opts.iommuType !== undefined) oneOf(op, "iommuType", opts.iommuType, IOMMU_TYPES, this.path);
+    const given = groupOrBdf instanceof Group;
+    const group = given ? groupOrBdf : Group.open(groupOrBdf, opts);
     try {
-      group.setContainer(this);
-      if (this.#iommuType === undefined) this.setIommu(options.iommuType);
+      attachGroup(group, this.#link);
+      this.#groups.add(group);
+      if (this.#iommuType === undefined) this.setIommu(opts.iommuType);
+      // A group joining an IOMMU already in use may bring reserved regions of its own.
+      else if (this.#iovaAllocator && this.canMap) this.#iovaAllocator.restrictTo(this.iommuInfo().iovaRanges ?? DEFAULT_IOVA_RANGES);
     } catch (err) {
-      group.close();
+      if (given) {
+        this.#groups.delete(group);
+        if (group.attached) group.unsetContainer();
+      } else group.close();
       throw err;
     }
     return group;
   }
 
-  /** Called by Group when it attaches/detaches; not for users. */
-  _track(group: Group, attached: boolean): void {
-    if (attached) this.#groups.add(group);
-    else this.#groups.delete(group);
-    // A group joining an IOMMU already in use may bring reserved regions of its own.
-    if (attached && this.#iovaAllocator && this.#iommuType && this.#iommuType !== "noiommu") {
-      this.#iovaAllocator.restrictTo(this.iommuInfo().iovaRanges ?? DEFAULT_IOVA_RANGES);
+  /** A group closed or detached. When the last one goes, the kernel drops the IOMMU model and every mapping. */
+  #groupLeft(group: Group): void {
+    if (!this.#groups.delete(group) || this.#groups.size > 0) return;
+    this.#kernelDropped();
+  }
+
+  /** The kernel dropped every mapping (last group gone): buffers are released as "dropped", the allocator starts over. */
+  #kernelDropped(): void {
+    this.#iommuType = undefined;
+    this.#iovaAllocator?.close();
+    this.#iovaAllocator = undefined;
+    const owners = [...this.#dmaOwners].reverse();
+    this.#dmaOwners.clear();
+    runAll(owners.map((o) => () => o.release("dropped")));
+  }
+
+  /**
+   * After a failure that may mean the kernel detached groups under us (hot
+   * unplug): drop the groups whose status no longer shows a container.
+   */
+  #recheckGroups(): void {
+    for (const group of [...this.#groups]) {
+      let attached = false;
+      try {
+        attached = !group.closed && group.status().containerSet;
+      } catch {
+        attached = false;
+      }
+      if (!attached) this.#groupLeft(group);
     }
-    // The kernel drops the IOMMU model when the last group leaves.
-    if (!attached && this.#groups.size === 0) this.#iommuType = undefined;
   }
 
   /**
@@ -218,12 +256,38 @@ export class Container implements Disposable {
    * the memory and unmaps it in the right order.
    */
   mapDma(request: DmaMapRequest): void {
-    this.#requireType1("VFIO_IOMMU_MAP_DMA");
+    const op = "VFIO_IOMMU_MAP_DMA";
+    this.#requireType1(op);
+    const req = optionsArg(op, request, this.path);
+    const vaddr = u64Arg(op, "vaddr", req.vaddr, this.path);
+    const iova = u64Arg(op, "iova", req.iova, this.path);
+    const size = u64Arg(op, "size", req.size, this.path);
+    if (iova + size > U64_LIMIT) throw invalidArgument(op, `iova ${hex(iova)} + size ${hex(size)} passes 2^64`, "Keep the whole range below 2^64.", this.path);
     let flags = 0;
-    if (request.read ?? true) flags |= V.VFIO_DMA_MAP_FLAG_READ;
-    if (request.write ?? true) flags |= V.VFIO_DMA_MAP_FLAG_WRITE;
-    if (flags === 0) throw invalidArgument("VFIO_IOMMU_MAP_DMA", "neither read nor write access requested", "Allow the device to read, write or both.", this.path);
-    this.#fd.ioctl("VFIO_IOMMU_MAP_DMA", V.VFIO_IOMMU_MAP_DMA, encodeDmaMap(request.vaddr, request.iova, request.size, flags), MAP_HINTS);
+    if (req.read ?? true) flags |= V.VFIO_DMA_MAP_FLAG_READ;
+    if (req.write ?? true) flags |= V.VFIO_DMA_MAP_FLAG_WRITE;
+    if (flags === 0) throw invalidArgument(op, "neither read nor write access requested", "Allow the device to read, write or both.", this.path);
+    const ret = this.#fd.tryIoctl(op, V.VFIO_IOMMU_MAP_DMA, encodeDmaMap(vaddr, iova, size, flags));
+    if (ret < 0) throw this.#mapError(op, -ret, iova, size);
+  }
+
+  /** EINVAL has several causes: name the one this request hits (outside the usable ranges, unaligned). */
+  #mapError(op: string, errno: number, iova: bigint, size: bigint): VfioError {
+    const err = syscallError(op, this.path, MAP_HINTS, errno);
+    if (err.code !== "EINVAL") return err;
+    try {
+      const info = this.iommuInfo();
+      const page = info.pageSizes & -info.pageSizes;
+      const ranges = info.iovaRanges;
+      if (page > 0n && (iova % page !== 0n || size % page !== 0n)) return syscallError(op, this.path, { EINVAL: `iova ${hex(iova)} and size ${hex(size)} must be multiples of the IOMMU page size ${hex(page)}.` }, errno);
+      if (ranges && !ranges.some((r) => iova >= r.start && iova + size - 1n <= r.end)) {
+        const usable = ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(", ");
+        return syscallError(op, this.path, { EINVAL: `IOVA ${hex(iova)}+${hex(size)} is outside the usable ranges (${usable}): it hits a reserved region such as the MSI window, or lies above the IOMMU's address width. Use container.iovaAllocator.` }, errno);
+      }
+    } catch {
+      // keep the generic hint
+    }
+    return err;
   }
 
   /**
@@ -232,9 +296,13 @@ export class Container implements Disposable {
    * Internally this calls VFIO_IOMMU_UNMAP_DMA.
    */
   unmapDma(iova: bigint, size: number | bigint): bigint {
-    this.#requireType1("VFIO_IOMMU_UNMAP_DMA");
-    const buf = encodeDmaUnmap(iova, size, 0);
-    this.#fd.ioctl("VFIO_IOMMU_UNMAP_DMA", V.VFIO_IOMMU_UNMAP_DMA, buf, {
+    const op = "VFIO_IOMMU_UNMAP_DMA";
+    this.#requireType1(op);
+    const start = u64Arg(op, "iova", iova, this.path);
+    const length = u64Arg(op, "size", size, this.path);
+    if (start + length > U64_LIMIT) throw invalidArgument(op, `iova ${hex(start)} + size ${hex(length)} passes 2^64`, "Keep the whole range below 2^64.", this.path);
+    const buf = encodeDmaUnmap(start, length, 0);
+    this.#fd.ioctl(op, V.VFIO_IOMMU_UNMAP_DMA, buf, {
       EINVAL: "The range must be aligned to the IOMMU page size and must not split an existing mapping (type1 unmaps whole mappings only).",
     });
     return decodeDmaUnmapSize(buf);
@@ -250,10 +318,11 @@ export class Container implements Disposable {
 
   #requireType1(op: string): void {
     this.#fd.get(op);
-    if (this.#iommuType === "type1" || this.#iommuType === "type1v2") return;
+    if (this.#iommuType === undefined && this.#groups.size > 0) this.#recheckGroups();
+    if (this.canMap) return;
     throw new VfioError({
       op, errno: 22, code: "EINVAL", path: this.path,
-      detail: this.#iommuType === "noiommu" ? "a noiommu container has no IOMMU to program" : "no IOMMU type is set yet",
+      detail: this.#iommuType === "noiommu" ? "a noiommu container has no IOMMU to program" : "no IOMMU type is set (no group attached, or the last one left and the kernel dropped every mapping)",
       hint: this.#iommuType === "noiommu" ? "In noiommu mode devices DMA to physical addresses; there is nothing to map." : "Attach a group first: container.addGroup(bdf).",
     });
   }
@@ -261,7 +330,8 @@ export class Container implements Disposable {
   /**
    * The container's IOVA allocator, created on first use from
    * VFIO_IOMMU_GET_INFO (usable ranges and page sizes; `[0, 2^48)` when the
-   * kernel reports no ranges). One per container, since the IOVA space is.
+   * kernel reports no ranges). One per container, since the IOVA space is;
+   * a new one once the kernel dropped every mapping.
    */
   get iovaAllocator(): IovaAllocator {
     if (this.#iovaAllocator === undefined) {
@@ -271,36 +341,40 @@ export class Container implements Disposable {
     return this.#iovaAllocator;
   }
 
-  /** Called by DmaBuffer when it maps (`held`) and unmaps; not for users. */
-  _trackDma(owner: DmaOwner, held: boolean): void {
-    if (held) this.#dmaOwners.add(owner);
-    else this.#dmaOwners.delete(owner);
+  /** @internal DmaSpace: DmaBuffer registers itself while it holds a mapping. */
+  trackDma(owner: DmaOwner): () => void {
+    this.#fd.get("trackDma");
+    this.#dmaOwners.add(owner);
+    return () => void this.#dmaOwners.delete(owner);
   }
 
   /**
-   * Releases every DMA buffer (IOMMU unmap, then munmap, newest first), then
-   * closes every attached group (and their devices), then the container.
-   * Idempotent; the first error is rethrown after everything was closed.
+   * Closes the devices and groups (the kernel stops their DMA and, with the
+   * last group, drops every mapping), then releases every DMA buffer
+   * (munmap, newest first), then the container fd. Every step runs even if
+   * one fails; the first failure is rethrown at the end. Idempotent.
    */
   close(): void {
     if (this.#fd.closed) return;
-    let failure: unknown;
-    for (const owner of [...this.#dmaOwners].reverse()) {
-      try {
-        owner.close();
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-    try {
-      for (const group of [...this.#groups]) group.close();
-    } finally {
-      this.#fd.close();
-    }
-    if (failure !== undefined) throw failure;
+    const groups = [...this.#groups];
+    runAll([
+      ...groups.map((g) => () => g.close()),
+      () => {
+        if (this.#dmaOwners.size > 0) this.#kernelDropped();
+      },
+      () => this.#iovaAllocator?.close(),
+      () => this.#fd.close(),
+    ]);
   }
 
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function noIommuHint(): string {
+  const noiommu = existsSync("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode");
+  return noiommu
+    ? "Load vfio_iommu_type1 (modprobe vfio_iommu_type1); without an IOMMU, noiommu mode exists on this kernel (vfio enable_unsafe_noiommu_mode=1, unsafe)."
+    : "Load vfio_iommu_type1 (modprobe vfio_iommu_type1). This kernel has no noiommu mode (CONFIG_VFIO_NOIOMMU is off), so an IOMMU is required.";
 }

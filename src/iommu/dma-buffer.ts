@@ -9,14 +9,22 @@
  *
  * Teardown order matters: the IOMMU mapping goes first (VFIO_IOMMU_UNMAP_DMA),
  * and only then the memory (munmap). The reverse would leave the device a
- * window onto pages the process no longer owns.
+ * window onto pages the process no longer owns. A buffer dropped without
+ * close() is released in that order by a FinalizationRegistry keyed on its
+ * memory (so never while a view of it is reachable).
+ *
+ * A buffer depends only on its {@link DmaSpace} (the type1 container today).
  */
-import { VfioError, invalidArgument } from "../errors.ts";
+import { VfioError, invalidArgument, useAfterClose } from "../support/errors.ts";
+import { oneOf, optionsArg } from "../support/args.ts";
+import { show } from "../support/format.ts";
 import { MappedMemory, checkRange } from "../sys/mmio.ts";
-import { MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED } from "../sys/libc.ts";
+import { sys } from "../sys/runtime.ts";
+import type { Pointer } from "../sys/types.ts";
+import { MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED } from "../sys/constants.ts";
 import { pageSize } from "../sys/memory.ts";
 import { readOptional } from "../host/sysfs.ts";
-import type { Container } from "./container.ts";
+import type { DmaSpace } from "./dma-space.ts";
 import { hexIova } from "./iova-allocator.ts";
 import { HUGE_PAGES, hugePageMmapFlags, hugePageShortage, type HugePageSize } from "./huge-pages.ts";
 import { exceedsMemlock, memlockHint, memlockStatus } from "./memlock.ts";
@@ -67,8 +75,10 @@ interface Backing {
 export class DmaBuffer implements Disposable {
   readonly #memory: MappedMemory;
   #mapped = true;
-  /** The container whose IOMMU maps this buffer (shared by all its devices). */
-  readonly container: Container;
+  #untrack: () => void;
+  #closedWhy: string | undefined;
+  /** The DMA space (container) whose IOMMU maps this buffer, shared by all its devices. */
+  readonly space: DmaSpace;
   /** The device-side address of byte 0. */
   readonly iova: bigint;
   /** Length in bytes: the size asked for, rounded up to `pageSize`; all of it is mapped. */
@@ -80,8 +90,9 @@ export class DmaBuffer implements Disposable {
   /** Why huge pages were asked for but not used, or undefined. */
   readonly fallbackReason: string | undefined;
 
-  private constructor(container: Container, backing: Backing, iova: bigint, access: DmaAccess) {
-    this.container = container;
+  private constructor(space: DmaSpace, backing: Backing, iova: bigint, access: DmaAccess) {
+    this.space = space;
+    this.#untrack = space.trackDma(this);
     this.#memory = backing.memory;
     this.size = backing.memory.length;
     this.pageSize = backing.pageSize;
@@ -98,13 +109,13 @@ export class DmaBuffer implements Disposable {
    * ENOMEM from the map names RLIMIT_MEMLOCK, what is locked and how to raise it;
    * ENOSPC names the DMA mappings left (vfio_iommu_type1 dma_entry_limit).
    */
-  static allocate(container: Container, size: number, options: DmaBufferOptions = {}): DmaBuffer {
+  static allocate(space: DmaSpace, size: number, options: DmaBufferOptions = {}): DmaBuffer {
     const op = "DmaBuffer.allocate";
-    if (!Number.isSafeInteger(size) || size <= 0) throw invalidArgument(op, `size ${size} is not a positive integer`, "Give the buffer size in bytes.", container.path);
-    const access = options.access ?? "read-write";
-    if (!["read-write", "read-only", "write-only"].includes(access)) {
-      throw invalidArgument(op, `access "${access}" is unknown`, 'Use "read-write", "read-only" or "write-only".', container.path);
-    }
+    const container = space;
+    if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) throw invalidArgument(op, `size ${show(size)} is not a positive integer`, "Give the buffer size in bytes.", container.path);
+    options = optionsArg(op, options, container.path);
+    const access = options.access === undefined ? "read-write" : oneOf(op, "access", options.access, ["read-write", "read-only", "write-only"], container.path);
+    if (options.hugePages !== undefined) oneOf(op, "hugePages", options.hugePages, Object.keys(HUGE_PAGES) as HugePageSize[], container.path);
     const allocator = container.iovaAllocator; // before any mmap: needs an attached group
     const backing = mapBacking(size, options, container.path);
     let iova: bigint | undefined;
@@ -124,13 +135,18 @@ export class DmaBuffer implements Disposable {
       throw err;
     }
     const buffer = new DmaBuffer(container, backing, iova, access);
-    container._trackDma(buffer, true);
+    gcBackstop.register(backing.memory.bytes.buffer, { unmap: container.backstopUnmap, iova, size: backing.memory.length, pointer: backing.memory.pointer, length: backing.memory.length }, buffer);
     return buffer;
   }
 
-  /** The process address of byte 0 (for FFI calls). Throws after close. */
-  get address(): number {
+  /** The process address of byte 0 (for FFI calls and VFIO_IOMMU_MAP_DMA). Throws after close. */
+  get address(): bigint {
+    this.#alive("address");
     return this.#memory.address;
+  }
+
+  #alive(op: string): void {
+    if (this.#closedWhy !== undefined) throw new VfioError({ ...useAfterClose(op, "DMA buffer", this.space.path), detail: this.#closedWhy, hint: "Allocate a new buffer (after re-adding a group, if the container lost its last one)." });
   }
 
   /**
@@ -145,12 +161,13 @@ export class DmaBuffer implements Disposable {
 
   /** True once closed. */
   get closed(): boolean {
-    return this.#memory.closed;
+    return this.#closedWhy !== undefined;
   }
 
   /** The IOVA of byte `offset` (what to program into a device). */
   iovaAt(offset: number): bigint {
-    checkRange("iovaAt", offset, 0, this.size, this.container.path);
+    this.#alive("iovaAt");
+    checkRange("iovaAt", offset, 0, this.size, this.space.path);
     return this.iova + BigInt(offset);
   }
 
@@ -189,13 +206,13 @@ export class DmaBuffer implements Disposable {
 
   /** A copy of `length` bytes at `offset` (a snapshot; take it after the device signalled completion). */
   read(offset: number, length: number): Uint8Array {
-    checkRange("read", offset, length, this.size, this.container.path);
+    checkRange("read", offset, length, this.size, this.space.path);
     return this.#memory.bytes.slice(offset, offset + length);
   }
 
   /** Copies `data` into the buffer at `offset`. */
   write(offset: number, data: Uint8Array): void {
-    checkRange("write", offset, data.length, this.size, this.container.path);
+    checkRange("write", offset, data.length, this.size, this.space.path);
     this.#memory.bytes.set(data, offset);
   }
 
@@ -205,34 +222,46 @@ export class DmaBuffer implements Disposable {
    * crossing a multiple of `options.boundary`.
    */
   segments(maxSegment: number, options: SegmentOptions & { offset?: number; length?: number } = {}): DmaSegment[] {
+    this.#alive("segments");
     const offset = options.offset ?? 0;
     const length = options.length ?? this.size - offset;
-    checkRange("segments", offset, length, this.size, this.container.path);
+    checkRange("segments", offset, length, this.size, this.space.path);
     return dmaSegments(this.iova + BigInt(offset), length, maxSegment, options);
   }
 
   /**
    * Unmaps the buffer from the IOMMU, then frees the memory and its IOVA.
-   * Idempotent. When the container has no IOMMU any more (its last group was
-   * closed, which makes the kernel drop every mapping) only the memory is
-   * freed. If the unmap fails, the memory is still freed (the kernel keeps
-   * the pinned pages) but the IOVA is kept out of the allocator, since the
-   * IOMMU may still map it. Internally this calls VFIO_IOMMU_UNMAP_DMA and munmap(2).
+   * Idempotent. When the kernel has already dropped the mapping (the
+   * container's last group left) only the memory is freed. If the unmap
+   * fails, the memory is still freed (the kernel keeps the pinned pages) but
+   * the IOVA is kept out of the allocator, since the IOMMU may still map it.
+   * Internally this calls VFIO_IOMMU_UNMAP_DMA and munmap(2).
    */
   close(): void {
-    if (this.#memory.closed) return;
+    this.release("close");
+  }
+
+  /** @internal DmaOwner: the space closes (`"close"`) or the kernel dropped every mapping (`"dropped"`). */
+  release(reason: "close" | "dropped"): void {
+    if (this.#closedWhy !== undefined) return;
+    this.#closedWhy = reason === "close" ? "the DMA buffer is closed" : "the container's last group left, so the kernel dropped every DMA mapping, this buffer's too";
+    gcBackstop.unregister(this);
+    this.#untrack();
     let failure: unknown;
-    if (this.#mapped) {
-      this.#mapped = false;
+    if (this.#mapped && reason === "close" && this.space.canMap) {
       try {
-        if (!this.container.closed && this.container.iommuType !== undefined) this.container.unmapDma(this.iova, this.size);
-        this.container.iovaAllocator.free(this.iova);
+        this.space.unmapDma(this.iova, this.size);
+        this.space.iovaAllocator.free(this.iova);
       } catch (err) {
         failure = err;
       }
     }
-    this.container._trackDma(this, false);
-    this.#memory.unmap();
+    this.#mapped = false;
+    try {
+      this.#memory.unmap();
+    } catch (err) {
+      failure ??= err;
+    }
     if (failure !== undefined) throw failure;
   }
 
@@ -240,6 +269,20 @@ export class DmaBuffer implements Disposable {
     this.close();
   }
 }
+
+/** What the GC backstop needs to release a dropped buffer: the IOMMU unmap first, then munmap. */
+interface Leaked {
+  unmap: (iova: bigint, size: number) => void;
+  iova: bigint;
+  size: number;
+  pointer: Pointer;
+  length: number;
+}
+
+const gcBackstop = new FinalizationRegistry<Leaked>((leaked) => {
+  leaked.unmap(leaked.iova, leaked.size);
+  sys().munmap(leaked.pointer, leaked.length);
+});
 
 /** mmap(2) the buffer's memory: huge pages when asked and available, else normal pages. */
 function mapBacking(size: number, options: DmaBufferOptions, path: string): Backing {
@@ -252,7 +295,7 @@ function mapBacking(size: number, options: DmaBufferOptions, path: string): Back
     fallbackReason = hugePageShortage(options.hugePages, length / huge.bytes);
     if (fallbackReason === undefined) {
       try {
-        const memory = MappedMemory.mapAnonymous(length, flags | hugePageMmapFlags(options.hugePages), { op: "mmap(MAP_HUGETLB)", path });
+        const memory = MappedMemory.mapAnonymous(length, flags | hugePageMmapFlags(options.hugePages), { op: "mmap(MAP_HUGETLB)", path, noBackstop: true });
         return { memory, pageSize: huge.bytes, fallbackReason: undefined };
       } catch (err) {
         if (!(err instanceof VfioError)) throw err;
@@ -264,12 +307,12 @@ function mapBacking(size: number, options: DmaBufferOptions, path: string): Back
     }
   }
   const host = pageSize();
-  const memory = MappedMemory.mapAnonymous(roundUp(size, host), flags, { op: "mmap", path });
+  const memory = MappedMemory.mapAnonymous(roundUp(size, host), flags, { op: "mmap", path, noBackstop: true });
   return { memory, pageSize: host, fallbackReason };
 }
 
 /** VFIO_IOMMU_MAP_DMA with the access flags, turning ENOMEM and ENOSPC into errors that say which limit was hit. */
-function mapDma(container: Container, memory: MappedMemory, iova: bigint, access: DmaAccess): void {
+function mapDma(container: DmaSpace, memory: MappedMemory, iova: bigint, access: DmaAccess): void {
   try {
     container.mapDma({ vaddr: memory.address, iova, size: memory.length, read: access !== "write-only", write: access !== "read-only" });
   } catch (err) {
@@ -282,7 +325,7 @@ function mapDma(container: Container, memory: MappedMemory, iova: bigint, access
     if (err.code === "ENOSPC") {
       let available = "unknown";
       try {
-        available = String(container.iommuInfo().dmaAvailable ?? "unknown");
+        available = String((container as { iommuInfo?: () => { dmaAvailable?: number } }).iommuInfo?.().dmaAvailable ?? "unknown");
       } catch {
         // keep "unknown"
       }

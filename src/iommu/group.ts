@@ -2,9 +2,9 @@
  * A VFIO group (`/dev/vfio/N` or `/dev/vfio/noiommu-N`): the unit of
  * isolation the kernel hands to userspace, and the way to a device fd.
  */
-import { VfioError } from "../errors.ts";
-import { O_RDWR } from "../sys/libc.ts";
-import { cString, openPath } from "../sys/fd.ts";
+import { VfioError, invalidArgument } from "../support/errors.ts";
+import { O_RDWR } from "../sys/constants.ts";
+import { openPath } from "../sys/fd.ts";
 import { OwnedFd } from "../sys/owned-fd.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
@@ -13,9 +13,40 @@ import { normalizeBdf } from "../host/bdf.ts";
 import { groupDevicePath, groupViability, iommuGroupOf } from "../host/groups.ts";
 import { pciDevice } from "../host/pci.ts";
 import type { HostOptions } from "../host/sysfs.ts";
-import { Device } from "../device/device.ts";
-import { PciDevice } from "../device/pci-device.ts";
-import { ATTACH_HINTS, type Container } from "./container.ts";
+import { Device, type DeviceHandle } from "../device/device.ts";
+import { PciDevice, type PciDeviceOptions } from "../device/pci-device.ts";
+import { msiIsolationAdvice } from "../host/isolation-advice.ts";
+import { runAll } from "../sys/teardown.ts";
+import type { Hints } from "../sys/check.ts";
+import { oneOf, optionsArg } from "../support/args.ts";
+import { show } from "../support/format.ts";
+
+/** What a group needs from the container it joins (the container hands it over in addGroup). */
+export interface ContainerLink {
+  /** The container's fd, for VFIO_GROUP_SET_CONTAINER. */
+  fd(): number;
+  /** The container's IOMMU type now (evidence of MSI isolation for the group's devices). */
+  iommuType(): string | undefined;
+  /** The group left the container (closed or detached). */
+  left(group: Group): void;
+}
+
+/** @internal Attaches a group to a container's link (VFIO_GROUP_SET_CONTAINER); used by Container. */
+export let attachGroup: (group: Group, link: ContainerLink) => void;
+
+/**
+ * Hints for attaching a group to an IOMMU (VFIO_SET_IOMMU, and
+ * SET_CONTAINER once the IOMMU is set), the EPERM one from this host's
+ * evidence.
+ */
+export function attachHints(host: HostOptions = {}): Hints {
+  return {
+    EPERM: msiIsolationAdvice(host.root),
+    EBUSY: "The group is already attached to a container (in this or another process); close that first.",
+    ENODEV: "No IOMMU backend accepted the group: load vfio_iommu_type1 (modprobe vfio_iommu_type1).",
+    EINVAL: "The container's IOMMU type does not fit this group (its IOMMU cannot be programmed the same way as the container's other groups'): use a separate container.",
+  };
+}
 
 /** Options of {@link Group.open}. */
 export interface GroupOpenOptions extends HostOptions {}
@@ -33,7 +64,7 @@ export interface DeviceOpenOptions {
 export class Group implements Disposable {
   readonly #fd: OwnedFd;
   readonly #host: HostOptions;
-  #container: Container | undefined;
+  #link: ContainerLink | undefined;
   readonly #devices = new Set<Device>();
   /** The IOMMU group number. */
   readonly id: number;
@@ -92,9 +123,14 @@ export class Group implements Disposable {
     return this.#fd.closed;
   }
 
-  /** The container this group is attached to, if any. */
-  get container(): Container | undefined {
-    return this.#container;
+  /** Where sysfs is read for this group (`/` unless testing). */
+  get host(): HostOptions {
+    return this.#host;
+  }
+
+  /** True while attached to a container. */
+  get attached(): boolean {
+    return this.#link !== undefined;
   }
 
   /** Whether the group is viable and attached. Internally this calls VFIO_GROUP_GET_STATUS. */
@@ -104,16 +140,21 @@ export class Group implements Disposable {
     return decodeGroupStatus(buf);
   }
 
-  /**
-   * Attaches the group to a container. Internally this calls VFIO_GROUP_SET_CONTAINER
-   * (EPERM there means the container's IOMMU cannot isolate this group's MSIs).
-   */
-  setContainer(container: Container): void {
-    if (this.#container === container) return;
-    const arg = new Int32Array([container.unsafeFd]);
-    this.#fd.ioctl("VFIO_GROUP_SET_CONTAINER", V.VFIO_GROUP_SET_CONTAINER, new Uint8Array(arg.buffer), ATTACH_HINTS);
-    this.#container = container;
-    container._track(this, true);
+  /** @internal Container.addGroup: VFIO_GROUP_SET_CONTAINER with the container's fd. */
+  static {
+    attachGroup = (group, link) => group.#attach(link);
+  }
+
+  #attach(link: ContainerLink): void {
+    if (this.#link === link) return;
+    const op = "VFIO_GROUP_SET_CONTAINER";
+    this.#fd.get(op);
+    if (this.#link !== undefined || this.status().containerSet) {
+      throw new VfioError({ op, code: "EBUSY", errno: 16, path: this.path, detail: `group ${this.id} is already attached to a container`, hint: "A group belongs to one container at a time: close the other container (or group.unsetContainer()) first." });
+    }
+    const arg = new Int32Array([link.fd()]);
+    this.#fd.ioctl(op, V.VFIO_GROUP_SET_CONTAINER, new Uint8Array(arg.buffer), attachHints(this.#host));
+    this.#link = link;
   }
 
   /**
@@ -121,13 +162,13 @@ export class Group implements Disposable {
    * Internally this calls VFIO_GROUP_UNSET_CONTAINER.
    */
   unsetContainer(): void {
-    const container = this.#container;
-    if (container === undefined) return;
+    const link = this.#link;
+    if (link === undefined) return;
     this.#fd.ioctl("VFIO_GROUP_UNSET_CONTAINER", V.VFIO_GROUP_UNSET_CONTAINER, 0, {
       EBUSY: "The group still has open devices: close them before detaching the group.",
     });
-    this.#container = undefined;
-    container._track(this, false);
+    this.#link = undefined;
+    link.left(this);
   }
 
   /**
@@ -135,51 +176,63 @@ export class Group implements Disposable {
    * Internally this calls VFIO_GROUP_GET_DEVICE_FD.
    */
   openDevice(name: string, options: DeviceOpenOptions = {}): Device {
-    return this.#open(name, options, (fd, path) => new Device(fd, name, path, this));
+    const device = new Device(this.#handle(name, optionsArg("openDevice", options, this.path)));
+    this.#devices.add(device);
+    return device;
   }
 
   /** Opens a PCI device of this group by its address. Internally this calls VFIO_GROUP_GET_DEVICE_FD. */
-  openPciDevice(bdf: string, options: DeviceOpenOptions = {}): PciDevice {
-    const name = normalizeBdf(bdf);
-    return this.#open(name, options, (fd, path) => new PciDevice(fd, name, path, this, this.#host));
+  openPciDevice(bdf: string, options: DeviceOpenOptions & PciDeviceOptions = {}): PciDevice {
+    const opts = optionsArg("openPciDevice", options, this.path);
+    if (opts.policy !== undefined) oneOf("openPciDevice", "policy", opts.policy, ["auto", "strict", "force"], this.path);
+    const device = new PciDevice(this.#handle(normalizeBdf(bdf), opts), this.#host, opts);
+    this.#devices.add(device);
+    return device;
   }
 
-  #open<D extends Device>(name: string, options: DeviceOpenOptions, make: (fd: number, path: string) => D): D {
-    this.#fd.get("VFIO_GROUP_GET_DEVICE_FD");
-    if (this.#container === undefined) {
-      throw new VfioError({ op: "VFIO_GROUP_GET_DEVICE_FD", code: "EINVAL", errno: 22, path: this.path, detail: "the group is not attached to a container", hint: "Use container.addGroup(...) (or group.setContainer) before opening devices." });
+  /** The device fd for `name`, wrapped as the narrow handle devices are built from. */
+  #handle(name: string, options: DeviceOpenOptions): DeviceHandle {
+    const op = "VFIO_GROUP_GET_DEVICE_FD";
+    this.#fd.get(op);
+    if (typeof name !== "string" || name.length === 0) throw invalidArgument(op, `device name ${show(name)} is not a string`, "Pass the device's PCI address.", this.path);
+    const link = this.#link;
+    if (link === undefined) {
+      throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.path, detail: "the group is not attached to a container", hint: "Use container.addGroup(...) before opening devices." });
+    }
+    if (options.vfToken !== undefined && (typeof options.vfToken !== "string" || !/^[0-9a-f-]{36}$/i.test(options.vfToken))) {
+      throw invalidArgument(op, `vfToken ${show(options.vfToken)} is not a UUID`, "Pass the VF token as a UUID string (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).", this.path);
     }
     const arg = options.vfToken ? `${name} vf_token=${options.vfToken}` : name;
-    const fd = this.#fd.ioctl("VFIO_GROUP_GET_DEVICE_FD", V.VFIO_GROUP_GET_DEVICE_FD, cString(arg), {
+    const fd = this.#fd.ioctl(op, V.VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${arg}\0`), {
       ENODEV: `No device named ${name} in group ${this.id}: check the address (bunx bun-vfio list shows groups).`,
       EINVAL: `The kernel refused ${name}: a VF of a PF bound to vfio-pci may need options.vfToken, or the name is malformed.`,
       EACCES: `${name} needs a VF token (options.vfToken) matching the one its PF's user set.`,
       EBUSY: `${name} is already open elsewhere, or is being removed.`,
     });
-    const device = make(fd, `${this.path}:${name}`);
-    this.#devices.add(device);
-    return device;
-  }
-
-  /** Called by Device on close; not for users. */
-  _forget(device: Device): void {
-    this.#devices.delete(device);
+    const devices = this.#devices;
+    return {
+      fd, name, path: `${this.path}:${name}`,
+      attachment: () => ({ iommuType: link.iommuType() }),
+      closed: (device) => void devices.delete(device),
+      closeAll: () => runAll([...devices].filter((d) => d.name === name).map((d) => () => d.close())),
+    };
   }
 
   /**
    * Closes the group's devices, then the group fd, which detaches it from
    * its container (the kernel does that on release; an explicit
-   * UNSET_CONTAINER would fail after a hot-unplug). Idempotent.
+   * UNSET_CONTAINER would fail after a hot-unplug). Every step runs even if
+   * one fails. Idempotent.
    */
   close(): void {
     if (this.#fd.closed) return;
-    try {
-      for (const device of [...this.#devices]) device.close();
-    } finally {
-      this.#container?._track(this, false);
-      this.#container = undefined;
-      this.#fd.close();
-    }
+    const link = this.#link;
+    this.#link = undefined;
+    runAll([
+      ...[...this.#devices].map((d) => () => d.close()),
+      () => this.#fd.close(),
+      () => link?.left(this),
+    ]);
   }
 
   [Symbol.dispose](): void {

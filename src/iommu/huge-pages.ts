@@ -4,7 +4,7 @@
  * IOMMU map it with superpages (fewer IOTLB misses) and pins fewer pages.
  */
 import { readOptional, hostPath, type HostOptions } from "../host/sysfs.ts";
-import { MAP_HUGE_SHIFT, MAP_HUGETLB } from "../sys/libc.ts";
+import { MAP_HUGE_SHIFT, MAP_HUGETLB } from "../sys/constants.ts";
 
 /** The huge page sizes a DmaBuffer can ask for. */
 export type HugePageSize = "2M" | "1G";

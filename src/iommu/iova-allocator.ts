@@ -7,7 +7,8 @@
  * request takes the smallest span it fits in (best fit, lowest address
  * first), so freed holes are reused before a big span is cut into.
  */
-import { invalidArgument, VfioError } from "../errors.ts";
+import { invalidArgument, useAfterClose, VfioError } from "../support/errors.ts";
+import { optionsArg, u64Arg } from "../support/args.ts";
 import type { IovaRange } from "../uapi/structs.ts";
 
 /**
@@ -75,6 +76,7 @@ export class IovaAllocator {
   #free: Span[];
   readonly #used = new Map<bigint, bigint>();
   readonly #path: string | undefined;
+  #closed = false;
 
   constructor(options: IovaAllocatorOptions = {}) {
     const bitmap = options.pageSizes ?? 0x1000n;
@@ -130,9 +132,11 @@ export class IovaAllocator {
    * Throws a VfioError ENOSPC naming the largest free block under the limit.
    */
   allocate(size: bigint | number, request: IovaRequest = {}): bigint {
+    this.#alive("IOVA allocate");
+    const req = optionsArg("IOVA allocate", request, this.#path);
     const want = this.#roundSize("allocate", size);
-    const align = this.#alignment(request.align);
-    const limit = request.limit === undefined ? NO_LIMIT : BigInt(request.limit);
+    const align = this.#alignment(req.align);
+    const limit = req.limit === undefined ? NO_LIMIT : u64Arg("IOVA allocate", "limit", req.limit, this.#path);
     if (limit <= 0n) throw invalidArgument("IOVA allocate", `limit ${hexIova(limit)} is not positive`, "Give the device's address limit, e.g. 1n << 32n for 32-bit DMA.", this.#path);
     let best = -1;
     for (let i = 0; i < this.#free.length; i++) {
@@ -154,8 +158,10 @@ export class IovaAllocator {
    * unaligned or not inside the usable ranges.
    */
   reserve(iova: bigint, size: bigint | number): bigint {
+    this.#alive("IOVA reserve");
+    u64Arg("IOVA reserve", "iova", iova, this.#path);
     const want = this.#roundSize("IOVA reserve", size);
-    if (iova < 0n || iova % this.granule !== 0n) {
+    if (typeof iova !== "bigint" || iova % this.granule !== 0n) {
       throw invalidArgument("IOVA reserve", `IOVA ${hexIova(iova)} is not aligned to the IOMMU page size ${hexIova(this.granule)}`, `Use a multiple of ${hexIova(this.granule)}.`, this.#path);
     }
     const end = iova + want;
@@ -180,6 +186,7 @@ export class IovaAllocator {
 
   /** Returns the block allocated or reserved at `iova` to the free space; returns its size. */
   free(iova: bigint): bigint {
+    this.#alive("IOVA free");
     const size = this.#used.get(iova);
     if (size === undefined) {
       throw invalidArgument("IOVA free", `no block starts at ${hexIova(iova)}`, "Free exactly the IOVA that allocate() or reserve() returned, once.", this.#path);
@@ -212,16 +219,29 @@ export class IovaAllocator {
     this.#free = free.sort((a, b) => (a.start < b.start ? -1 : 1));
   }
 
+  /** Ends the allocator (its container closed, or the kernel dropped the IOVA space): later calls throw ECLOSED. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #alive(op: string): void {
+    if (this.#closed) throw useAfterClose(op, "IOVA allocator", this.#path);
+  }
+
   #roundSize(op: string, size: bigint | number): bigint {
-    if (typeof size === "number" && !Number.isSafeInteger(size)) throw invalidArgument(op, `size ${size} is not an integer`, "Give the size in bytes as an integer.", this.#path);
-    const n = BigInt(size);
+    const n = u64Arg(op, "size", size, this.#path);
     if (n <= 0n) throw invalidArgument(op, `size ${n} is not positive`, "Give a size of at least one byte.", this.#path);
     return alignUp(n, this.granule);
   }
 
   #alignment(align: bigint | number | undefined): bigint {
     if (align === undefined) return this.granule;
-    const a = BigInt(align);
+    const a = u64Arg("IOVA allocate", "align", align, this.#path);
     if (!isPowerOfTwo(a)) throw invalidArgument("IOVA allocate", `alignment ${hexIova(a)} is not a power of two`, "Use a power of two such as 0x1000 or 0x200000.", this.#path);
     return a > this.granule ? a : this.granule;
   }

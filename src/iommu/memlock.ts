@@ -6,8 +6,9 @@
  * "RLIMIT_MEMLOCK (...) exceeded".
  */
 import { readFileSync } from "node:fs";
-import { humanBytes } from "../mmap-plan/format.ts";
-import { libc, RLIMIT_MEMLOCK } from "../sys/libc.ts";
+import { humanBytes } from "../support/format.ts";
+import { RLIMIT_MEMLOCK } from "../sys/constants.ts";
+import { sys } from "../sys/runtime.ts";
 
 /** RLIM_INFINITY: `(rlim_t)-1`. */
 const RLIM_INFINITY = (1n << 64n) - 1n;
@@ -26,9 +27,9 @@ export interface MemlockStatus {
 
 /** Reads the limit with getrlimit(RLIMIT_MEMLOCK) and VmLck/CapEff from /proc/self/status. */
 export function memlockStatus(): MemlockStatus {
-  const rlimit = new BigUint64Array(2); // struct rlimit { rlim_t rlim_cur, rlim_max; }
-  const ok = libc.getrlimit(RLIMIT_MEMLOCK, rlimit) === 0;
-  const soft = rlimit[0]!;
+  const rlimit = sys().getrlimit(RLIMIT_MEMLOCK);
+  const ok = typeof rlimit !== "number";
+  const soft = ok ? rlimit.soft : 0n;
   let status = "";
   try {
     status = readFileSync("/proc/self/status", "utf8");

@@ -2,7 +2,7 @@
  * Scatter lists: cutting an IOVA range into the pieces a device's
  * descriptors can carry. Pure.
  */
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "../support/errors.ts";
 
 /** One scatter-list entry: `length` bytes at device address `iova`. */
 export interface DmaSegment {

@@ -6,7 +6,8 @@
  * hot-unplugged; the unbind waits until every device fd is closed, and
  * vfio-pci repeats the request every 10 seconds meanwhile).
  */
-import { VfioError } from "../errors.ts";
+import { functionArg, optionsArg } from "../support/args.ts";
+import { VfioError } from "../support/errors.ts";
 import { VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX } from "../uapi/vfio.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 import { alreadyEnabled, indexAbsent, notEnabled, notMaskable } from "./irq-errors.ts";
@@ -120,6 +121,8 @@ export interface ReleaseOptions {
    * promise), so the unbind or unplug that asked can complete. Default false.
    */
   autoRelease?: boolean;
+  /** Called with anything the handler throws or rejects with (default: logged with console.error, never an unhandled rejection). */
+  onError?: (error: unknown) => void;
 }
 
 /** What a release handler receives. */
@@ -145,12 +148,15 @@ export class ReleaseRequests extends DeviceEventIndex {
    * the unplug complete. Returns the unsubscribe function.
    */
   onRelease(handler?: (request: ReleaseRequest) => void | Promise<void>, options: ReleaseOptions = {}): Subscription {
+    const opts = optionsArg("onRelease", options, this.dev.path);
+    if (handler !== undefined) functionArg("onRelease", "handler", handler, this.dev.path);
+    if (opts.onError !== undefined) functionArg("onRelease", "onError", opts.onError, this.dev.path);
     const vector = this.vector ?? this.enable();
     let releasing = false;
     return vector.on((count) => {
       if (releasing) return;
-      releasing = options.autoRelease === true;
-      void this.#handle(handler, count, releasing);
+      releasing = opts.autoRelease === true;
+      void this.#handle(handler, count, releasing, opts.onError);
     });
   }
 
@@ -159,11 +165,27 @@ export class ReleaseRequests extends DeviceEventIndex {
     return this.onRelease(undefined, { autoRelease: true });
   }
 
-  async #handle(handler: ((request: ReleaseRequest) => void | Promise<void>) | undefined, count: number, release: boolean): Promise<void> {
+  async #handle(handler: ((request: ReleaseRequest) => void | Promise<void>) | undefined, count: number, release: boolean, onError: ((error: unknown) => void) | undefined): Promise<void> {
+    const report = (err: unknown) => {
+      try {
+        if (onError) onError(err);
+        else console.error(`bun-vfio: the release handler of ${this.dev.path} failed:`, err);
+      } catch {
+        // a failing error handler must not become an unhandled rejection either
+      }
+    };
     try {
       await handler?.({ count });
-    } finally {
-      if (release) this.dev.close();
+    } catch (err) {
+      report(err);
+    }
+    // Every open instance of the device must go, or the unplug stays blocked.
+    if (release) {
+      try {
+        this.dev.releaseEverywhere();
+      } catch (err) {
+        report(err);
+      }
     }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The per-device registry of the irq layer: one MSI-X, MSI, INTx, ERR and
  * REQ object per device, the "one of INTx/MSI/MSI-X at a time" rule, and
- * the close hook that turns everything off before the device fd closes.
+ * teardown that turns everything off before the device fd closes (the
+ * device calls it first thing in close()).
  */
 import { otherTypeEnabled } from "./irq-errors.ts";
 import { IntxInterrupt } from "./intx.ts";
@@ -35,7 +36,6 @@ export class DeviceInterrupts {
     this.intx = new IntxInterrupt(dev, gate);
     this.err = new ErrorEvents(dev);
     this.req = new ReleaseRequests(dev);
-    dev.onClose(() => this.teardown());
   }
 
   /**
@@ -54,16 +54,4 @@ export class DeviceInterrupts {
     }
     if (first !== undefined) throw first;
   }
-}
-
-const registry = new WeakMap<IrqPciDevice, DeviceInterrupts>();
-
-/** The device's interrupt registry, created (and its close hook installed) on first use. */
-export function interruptsOf(dev: IrqPciDevice): DeviceInterrupts {
-  let interrupts = registry.get(dev);
-  if (!interrupts) {
-    interrupts = new DeviceInterrupts(dev);
-    registry.set(dev, interrupts);
-  }
-  return interrupts;
 }

@@ -2,7 +2,7 @@
  * The VfioErrors of the irq layer that are decided before any system call:
  * bad counts, missing indexes, double enables, masking what cannot be masked.
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import { irqIndexName } from "./port.ts";
 
 /** Enabling an index that is already on. */
@@ -53,7 +53,7 @@ export function notEnabled(op: string, index: number, path: string): VfioError {
 /** Masking where neither the kernel nor the device offers a way. */
 export function notMaskable(op: string, index: number, path: string, why: string): VfioError {
   return new VfioError({
-    op, code: "ENOTSUP", errno: 95, path,
+    op, code: "EOPNOTSUPP", errno: 95, path,
     detail: `${irqIndexName(index)} vectors cannot be masked here: ${why}`,
     hint: "Leave the vector unmasked and ignore wakes you do not want, or stop the device from raising it (its own interrupt-enable register).",
   });

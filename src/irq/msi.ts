@@ -12,7 +12,7 @@ import { VectorIndex, type ExclusiveGate, type MaskBits } from "./vector-index.t
  * MSI vectors of a device: `device.msi.enable(n)` (n up to the capability's
  * Multiple Message Capable count, at most 32). Masking needs per-vector
  * masking in the MSI capability (vfio-pci offers no SET_IRQS masking for
- * MSI); without it mask() throws a VfioError (ENOTSUP).
+ * MSI); without it mask() throws a VfioError (EOPNOTSUPP).
  */
 export class MsiInterrupts extends VectorIndex {
   /** @internal Created once per device by the irq registry. */

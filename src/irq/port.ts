@@ -1,10 +1,10 @@
 /**
- * What the irq layer needs from a device, as structural types: the layer
- * never imports src/device at runtime (Device exposes the irq API through
- * getters, so a runtime import back would be a cycle).
+ * What the irq layer needs from a device, as structural types. The layer
+ * sits below src/device and never imports it: the device owns its
+ * interrupts (dev.msix) and satisfies these interfaces.
  */
 import type { MsiCapability, MsixCapability } from "../pci/capabilities.ts";
-import type { Region } from "../device/region.ts";
+import type { MappedMemory } from "../sys/mmio.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 
 /** A VFIO device as the irq layer sees it (Device satisfies it). */
@@ -15,14 +15,20 @@ export interface IrqDevice {
   /** The device fd; throws a VfioError (ECLOSED) after close. */
   readonly unsafeFd: number;
   irqInfo(index: number): IrqInfo;
-  onClose(hook: () => void): void;
   close(): void;
+  /** Closes this device and every other open instance of it in this process (REQ auto-release). */
+  releaseEverywhere(): void;
 }
 
 /** A vfio-pci device as the irq layer sees it (PciDevice satisfies it). */
 export interface IrqPciDevice extends IrqDevice {
-  readonly config: Region;
-  region(index: number): Region;
+  readonly config: { read16(offset: number): number; read32(offset: number): number; write32(offset: number, value: number): void };
+  /**
+   * Maps the pages of `bar` holding `[offset, offset+length)` for the MSI-X
+   * table's Mask bits, or returns why that is not allowed (the device's mmap
+   * policy and MSI isolation decide; the mapping is gated like every other).
+   */
+  mapMsixWindow(bar: number, offset: number, length: number): { memory: MappedMemory; base: number } | string;
   msixCapability(): MsixCapability | undefined;
   msiCapability(): MsiCapability | undefined;
 }

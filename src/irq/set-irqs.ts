@@ -2,9 +2,9 @@
  * The VFIO_DEVICE_SET_IRQS calls the irq layer makes, each with hints for
  * the ways vfio-pci refuses it (drivers/vfio/pci/vfio_pci_intrs.c).
  */
-import { VfioError } from "../errors.ts";
-import { libc } from "../sys/libc.ts";
-import { syscallError, type Hints } from "../sys/check.ts";
+import { VfioError } from "../support/errors.ts";
+import { check, type Hints } from "../sys/check.ts";
+import { sys } from "../sys/runtime.ts";
 import { encodeIrqSet, type IrqSetData } from "../uapi/structs.ts";
 import * as V from "../uapi/vfio.ts";
 import { irqIndexName, type IrqDevice } from "./port.ts";
@@ -14,9 +14,7 @@ const OP = "VFIO_DEVICE_SET_IRQS";
 /** One SET_IRQS ioctl; returns the kernel's (non-negative) result, throws a VfioError on failure. */
 function setIrqs(dev: IrqDevice, index: number, start: number, count: number, action: number, data: IrqSetData, hints: Hints): number {
   const fd = dev.unsafeFd;
-  const ret = libc.ioctl(fd, V.VFIO_DEVICE_SET_IRQS, encodeIrqSet(index, start, count, action, data));
-  if (ret < 0) throw syscallError(OP, dev.path, hints);
-  return ret;
+  return check(sys().ioctl(fd, V.VFIO_DEVICE_SET_IRQS, encodeIrqSet(index, start, count, action, data)), OP, dev.path, hints);
 }
 
 /**

@@ -3,7 +3,7 @@
  * vectors later, mask, trigger, disable. Subclasses say how a vector is
  * masked when the kernel cannot do it (MSI-X table, MSI Mask Bits).
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 import { alreadyEnabled, badCount, indexAbsent, notEnabled } from "./irq-errors.ts";
 import { irqIndexName, type IrqPciDevice } from "./port.ts";
@@ -53,7 +53,7 @@ export abstract class VectorIndex {
     this.kind = kind;
   }
 
-  /** Opens the subclass's mask mechanism, or throws a VfioError (ENOTSUP) saying why there is none. */
+  /** Opens the subclass's mask mechanism, or throws a VfioError (EOPNOTSUPP) saying why there is none. */
   protected abstract openMaskBits(op: string): MaskBits;
   /** The hint given when the device has no vectors at this index. */
   protected abstract get absentHint(): string;
@@ -239,7 +239,7 @@ export abstract class VectorIndex {
     try {
       this.#maskBits ??= this.openMaskBits(op);
     } catch (err) {
-      if (err instanceof VfioError && err.code === "ENOTSUP") return undefined;
+      if (err instanceof VfioError && err.code === "EOPNOTSUPP") return undefined;
       throw err;
     }
     return this.#maskBits.isPending(n, op);

@@ -93,7 +93,7 @@ export class IrqVector implements AsyncIterable<number> {
    * unmask. How depends on the index: VFIO_DEVICE_SET_IRQS ACTION_MASK where
    * the kernel offers it (INTx), else the vector's mask bit in the MSI-X
    * table (through the mmapped BAR) or the MSI capability. Throws a
-   * VfioError (ENOTSUP) where there is no way.
+   * VfioError (EOPNOTSUPP) where there is no way.
    */
   mask(): void {
     this.#control.mask(this.vector);

@@ -1,10 +1,11 @@
 /**
  * Waiting for an eventfd without blocking the event loop.
  *
- * The wake mechanism is `Bun.file(fd).stream()` on the non-blocking eventfd:
- * Bun polls the fd in its own event loop and hands over what it reads (see
- * bench/eventfd-wake.ts for the measurement that chose it over a Worker
- * blocking in read(2)). Facts this code is built around, measured on Bun 1.4:
+ * The wake mechanism is the runtime seam's `stream(fd)` on the non-blocking
+ * eventfd (on Bun, `Bun.file(fd).stream()`: Bun polls the fd in its own
+ * event loop and hands over what it reads; bench/eventfd-wake.ts measured
+ * it against a Worker blocking in read(2)). Facts this code is built
+ * around, measured on Bun 1.4:
  * - the stream never closes an fd it was given by number;
  * - it reads ahead whenever the fd is readable, even with no read() pending,
  *   so once started every count flows through it (tryRead() still sees what
@@ -15,15 +16,12 @@
  *   crash), while reader.cancel() settles it at once: close() cancels first,
  *   then the owner closes the fd.
  */
-import { VfioError } from "../errors.ts";
+import { VfioError } from "../support/errors.ts";
+import { functionArg } from "../support/args.ts";
+import { sys } from "../sys/runtime.ts";
+import type { ByteStream } from "../sys/types.ts";
 import { CounterChunks } from "./counter-chunks.ts";
 import type { EventFd } from "./eventfd.ts";
-
-/** What the waiter uses of a Bun file stream's default reader (Bun's and node:stream/web's typings disagree). */
-interface StreamReader {
-  read(): Promise<{ done: boolean; value?: Uint8Array }>;
-  cancel(): Promise<void>;
-}
 
 /** Called with the number of interrupts coalesced since the previous wake (always >= 1). */
 export type InterruptHandler = (count: number) => void;
@@ -56,7 +54,7 @@ export class EventWaiter implements AsyncIterable<number> {
   readonly #chunks = new CounterChunks();
   readonly #waits: Pending[] = [];
   readonly #handlers = new Set<InterruptHandler>();
-  #reader: StreamReader | undefined;
+  #reader: ByteStream | undefined;
   #accumulated = 0;
   #closedWith: VfioError | undefined;
 
@@ -109,6 +107,7 @@ export class EventWaiter implements AsyncIterable<number> {
    * EventEmitter listener; the other handlers still run.
    */
   on(handler: InterruptHandler): Subscription {
+    functionArg("on", "handler", handler, this.#eventfd.label);
     if (this.#closedWith) throw this.#closedWith;
     this.#handlers.add(handler);
     this.#startStream();
@@ -146,8 +145,7 @@ export class EventWaiter implements AsyncIterable<number> {
     this.#handlers.clear();
     const reader = this.#reader;
     this.#reader = undefined;
-    // cancel() detaches the fd from Bun's poller synchronously; its promise only reports completion.
-    reader?.cancel().catch(() => {});
+    reader?.cancel();
     for (const wait of this.#waits.splice(0)) wait.reject(this.#closedWith);
   }
 
@@ -162,16 +160,16 @@ export class EventWaiter implements AsyncIterable<number> {
 
   #startStream(): void {
     if (this.#reader || this.#closedWith) return;
-    const reader = Bun.file(this.#eventfd.fd).stream().getReader() as unknown as StreamReader;
+    const reader = sys().stream(this.#eventfd.fd);
     this.#reader = reader;
     void this.#pump(reader);
   }
 
-  async #pump(reader: StreamReader): Promise<void> {
+  async #pump(reader: ByteStream): Promise<void> {
     try {
       for (;;) {
-        const { done, value } = await reader.read();
-        if (done || !value || this.#reader !== reader) return;
+        const value = await reader.read();
+        if (!value || this.#reader !== reader) return;
         const count = this.#chunks.push(value);
         if (count > 0) this.#deliver(count);
       }

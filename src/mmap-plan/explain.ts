@@ -1,5 +1,5 @@
 /** The human-readable account of a plan, as printed by `bar.plan.explain()` and the CLI. */
-import { hex, humanBytes } from "./format.ts";
+import { hex, humanBytes } from "../support/format.ts";
 import type { MmapPlan } from "./types.ts";
 
 /** Render `plan` as a few lines; `why` is the planner's sentence for the rule that applied. */

@@ -3,7 +3,7 @@
  * is not a power of two, a negative size) would silently map the wrong
  * bytes, so it is refused before anything is computed.
  */
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "../support/errors.ts";
 import type { BarRegionInfo, IsolationVerdict, MmapPolicy, MsixLayout } from "./types.ts";
 
 const OP = "planBarMmap";

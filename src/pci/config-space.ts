@@ -1,4 +1,4 @@
-import { invalidArgument } from "../errors.ts";
+import { invalidArgument } from "../support/errors.ts";
 
 /**
  * PCI configuration space: the standard header, parsed from bytes. Pure: the

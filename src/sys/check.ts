@@ -1,8 +1,8 @@
 /**
  * One place that turns a failed system call into a VfioError.
  */
-import { VfioError } from "../errors.ts";
-import { errnoMessage, errnoName, lastErrno } from "./errno.ts";
+import { VfioError } from "../support/errors.ts";
+import { errnoMessage, errnoName } from "./errno.ts";
 
 /** Hints by errno name for one call site; `default` covers the rest. */
 export type Hints = { readonly [code: string]: string | undefined; readonly default?: string };
@@ -19,21 +19,18 @@ const COMMON_HINTS: Hints = {
   EINTR: "Interrupted by a signal: retry the call.",
 };
 
-/**
- * Build the VfioError for a failed call. `errno` defaults to the current
- * errno, so call this in the same synchronous block as the failing call.
- */
-export function syscallError(op: string, path: string | undefined, hints: Hints = {}, errno: number = lastErrno()): VfioError {
+/** The VfioError for a call that failed with `errno` (a positive number). */
+export function syscallError(op: string, path: string | undefined, hints: Hints, errno: number): VfioError {
   const code = errnoName(errno);
   const hint = hints[code] ?? COMMON_HINTS[code] ?? hints.default ?? `See the kernel log (dmesg) for details about ${op}.`;
   return new VfioError({ op, errno, code, path, detail: errnoMessage(errno), hint });
 }
 
 /**
- * Return `ret` when it is not negative, otherwise throw the VfioError for the
- * current errno. Use directly around the FFI call: `check(libc.ioctl(...), ...)`.
+ * Return `ret` when it is not negative, otherwise throw the VfioError for
+ * errno `-ret`. Wraps a seam call: `check(sys().ioctl(...), op, path)`.
  */
-export function check(ret: number, op: string, path?: string, hints?: Hints): number {
-  if (ret < 0) throw syscallError(op, path, hints);
+export function check(ret: number, op: string, path?: string, hints: Hints = {}): number {
+  if (ret < 0) throw syscallError(op, path, hints, -ret);
   return ret;
 }

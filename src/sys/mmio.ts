@@ -1,155 +1,213 @@
 /**
- * Mapped memory: an mmap(2) owner plus the only safe ways to touch device
- * registers from Bun (DESIGN.md, "Facts measured"):
- * - reads use `read.u8/u16/u32/u64` from bun:ffi: single loads that the JIT
- *   never merges or hoists out of a polling loop;
- * - writes use typed-array stores: single stores of the exact width;
- * - never DataView getters (byte-wise loads in slow tiers) nor Atomics
- *   (locked read-modify-write).
- * Unmapping detaches the ArrayBuffer first, so a stale view reads `undefined`
- * instead of touching unmapped memory, and every accessor checks `closed`
- * before a raw-pointer read.
+ * Mapped memory: an mmap(2) owner with exact-width loads and stores (see
+ * {@link MemoryView}), bounds and use-after-unmap checks, and for device
+ * memory an {@link AccessGate} consulted before every access: vfio-pci
+ * revokes BAR mappings while memory decoding is off or a reset runs, and
+ * touching one then raises SIGBUS, which would kill the process.
+ *
+ * Unmapping detaches every view first, so a stale typed array reads
+ * `undefined` instead of touching unmapped memory. A mapping that is
+ * garbage-collected unreleased is unmapped by a FinalizationRegistry keyed
+ * on its buffer: as long as any view of the memory is reachable, so is the
+ * buffer, so the backstop never unmaps memory someone can still touch.
  */
-import { read, toArrayBuffer, type Pointer } from "bun:ffi";
-import { invalidArgument, useAfterClose } from "../errors.ts";
-import { libc, MAP_SHARED, PROT_READ, PROT_WRITE } from "./libc.ts";
+import { VfioError, invalidArgument, useAfterClose } from "../support/errors.ts";
+import { hex } from "../support/format.ts";
+import { registerValue, registerValue64 } from "../support/args.ts";
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from "./constants.ts";
 import { check, syscallError, type Hints } from "./check.ts";
+import { sys } from "./runtime.ts";
+import type { MemoryView, Pointer } from "./types.ts";
 
 /** Access widths in bytes. */
 export type Width = 1 | 2 | 4 | 8;
 
 /**
+ * Says whether device memory may be touched right now. The device owns it
+ * (it knows the command register and resets); mappings and BAR accessors
+ * only consult it.
+ */
+export interface AccessGate {
+  /** True when a load or store cannot fault (memory decoding on, no reset running). */
+  usable(): boolean;
+  /** The VfioError (EIO) for an access attempted while not usable. */
+  refusal(op: string): VfioError;
+}
+
+/**
  * Checks that `[offset, offset+width)` lies inside `length` and is naturally
  * aligned; throws a VfioError naming `op` and `path` otherwise.
  */
-export function checkAccess(op: string, offset: number, width: number, length: number, path?: string): void {
-  if (!Number.isInteger(offset) || offset < 0 || offset + width > length) {
-    throw invalidArgument(op, `offset 0x${offset.toString(16)} (+${width}) is outside 0x0-0x${length.toString(16)}`,
+export function checkAccess(op: string, offset: unknown, width: number, length: number, path?: string): asserts offset is number {
+  if (typeof offset !== "number" || !Number.isInteger(offset) || offset < 0 || offset + width > length) {
+    throw invalidArgument(op, `offset ${hex(offset)} (+${width}) is outside 0x0-${hex(length)}`,
       "Use an offset inside the region; region.size gives its length.", path);
   }
   if (offset % width !== 0) {
-    throw invalidArgument(op, `offset 0x${offset.toString(16)} is not aligned to ${width} bytes`,
+    throw invalidArgument(op, `offset ${hex(offset)} is not aligned to ${width} bytes`,
       `Device registers are accessed at natural alignment: use a multiple of ${width}.`, path);
   }
 }
 
 /** Checks that `[offset, offset+length)` lies inside `size` (bulk copies: any alignment). */
-export function checkRange(op: string, offset: number, length: number, size: number, path?: string): void {
-  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    throw invalidArgument(op, `range 0x${offset.toString(16)}+0x${length.toString(16)} is outside the region (size 0x${size.toString(16)})`, "Keep offset and length inside the region's size.", path);
+export function checkRange(op: string, offset: unknown, length: unknown, size: number, path?: string): asserts offset is number {
+  if (typeof offset !== "number" || typeof length !== "number" || !Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+    throw invalidArgument(op, `range ${hex(offset)}+${hex(length)} is outside 0x0-${hex(size)}`, "Keep offset and length inside the size.", path);
   }
+}
+
+const unmapLeaked = new FinalizationRegistry<{ pointer: Pointer; length: number }>(({ pointer, length }) => {
+  sys().munmap(pointer, length);
+});
+
+/** Options of the MappedMemory factories. */
+export interface MapOptions {
+  prot?: number;
+  path?: string;
+  op?: string;
+  hints?: Hints;
+  /** Device memory: consulted before every access. */
+  gate?: AccessGate;
+  /** Leave the GC backstop to the caller (DmaBuffer must unmap the IOMMU first). */
+  noBackstop?: boolean;
 }
 
 /** A live mmap(2) of `length` bytes, released by `unmap()`. */
 export class MappedMemory {
-  #address: number;
-  #buffer: ArrayBuffer | undefined;
-  #u8: Uint8Array;
-  #u16: Uint16Array;
-  #u32: Uint32Array;
-  #u64: BigUint64Array;
+  readonly #pointer: Pointer;
+  readonly #view: MemoryView;
+  readonly #gate: AccessGate | undefined;
+  #live = true;
   /** Length of the mapping in bytes. */
   readonly length: number;
   /** Path named in errors (the device this memory belongs to, if any). */
   readonly path: string | undefined;
 
-  private constructor(address: number, length: number, path: string | undefined) {
-    this.#address = address;
+  private constructor(pointer: Pointer, length: number, options: MapOptions) {
+    this.#pointer = pointer;
     this.length = length;
-    this.path = path;
-    this.#buffer = toArrayBuffer(address as unknown as Pointer, 0, length);
-    this.#u8 = new Uint8Array(this.#buffer);
-    this.#u16 = new Uint16Array(this.#buffer, 0, length >>> 1);
-    this.#u32 = new Uint32Array(this.#buffer, 0, length >>> 2);
-    this.#u64 = new BigUint64Array(this.#buffer, 0, Math.floor(length / 8));
+    this.path = options.path;
+    this.#gate = options.gate;
+    this.#view = sys().view(pointer, length);
+    if (!options.noBackstop) unmapLeaked.register(this.#view.bytes.buffer, { pointer, length }, this);
   }
 
   /**
    * mmap(2) `length` bytes of `fd` at `offset` (MAP_SHARED, read/write unless
-   * `prot` says otherwise). Internally this calls mmap; failure is -1.
+   * `prot` says otherwise).
    */
-  static mapFile(fd: number, offset: number, length: number, opts: { prot?: number; path?: string; op?: string; hints?: Hints } = {}): MappedMemory {
-    const prot = opts.prot ?? (PROT_READ | PROT_WRITE);
-    const address = libc.mmap(null, length, prot, MAP_SHARED, fd, offset);
-    if (address === -1) throw syscallError(opts.op ?? "mmap", opts.path, opts.hints);
-    return new MappedMemory(Number(address), length, opts.path);
+  static mapFile(fd: number, offset: number | bigint, length: number, options: MapOptions = {}): MappedMemory {
+    const got = sys().mmap(length, options.prot ?? (PROT_READ | PROT_WRITE), MAP_SHARED, fd, offset);
+    if (got.pointer === undefined) throw syscallError(options.op ?? "mmap", options.path, options.hints ?? {}, got.errno);
+    return new MappedMemory(got.pointer, length, options);
   }
 
   /** mmap(2) anonymous memory (`flags` must include MAP_ANONYMOUS and MAP_SHARED or MAP_PRIVATE). */
-  static mapAnonymous(length: number, flags: number, opts: { path?: string; op?: string; hints?: Hints } = {}): MappedMemory {
-    const address = libc.mmap(null, length, PROT_READ | PROT_WRITE, flags, -1, 0);
-    if (address === -1) throw syscallError(opts.op ?? "mmap", opts.path, opts.hints);
-    return new MappedMemory(Number(address), length, opts.path);
+  static mapAnonymous(length: number, flags: number, options: MapOptions = {}): MappedMemory {
+    const got = sys().mmap(length, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (got.pointer === undefined) throw syscallError(options.op ?? "mmap", options.path, options.hints ?? {}, got.errno);
+    return new MappedMemory(got.pointer, length, options);
   }
 
   /** True once unmapped. */
   get closed(): boolean {
-    return this.#buffer === undefined;
+    return !this.#live;
   }
 
-  /** The mapping's address (for DMA map ioctls and FFI calls). Throws after unmap. */
-  get address(): number {
+  /** The mapping's address as the kernel sees it (VFIO_IOMMU_MAP_DMA's vaddr). Throws after unmap. */
+  get address(): bigint {
     this.#alive("address");
-    return this.#address;
+    return sys().address(this.#pointer);
   }
 
-  /** A byte view of the whole mapping; detached (length 0) after unmap. */
+  /** @internal The pointer, for the GC backstop of an owner that unmaps in its own order. */
+  get pointer(): Pointer {
+    return this.#pointer;
+  }
+
+  /**
+   * A byte view of the whole mapping, for RAM (DMA buffers). Device memory
+   * has none: a kept view would outlive the gate's checks, so use
+   * read()/write() copies there. Detached (length 0) after unmap.
+   */
   get bytes(): Uint8Array {
     this.#alive("bytes");
-    return this.#u8;
+    if (this.#gate) {
+      throw new VfioError({ op: "bytes", code: "EPERM", errno: 1, path: this.path, detail: "device memory has no raw byte view", hint: "Use read(offset, length) / write(offset, bytes), which check that the device's memory is reachable." });
+    }
+    return this.#view.bytes;
   }
 
   #alive(op: string): void {
-    if (this.#buffer === undefined) throw useAfterClose(op, "mapping", this.path);
+    if (!this.#live) throw useAfterClose(op, "mapping", this.path);
+  }
+
+  #enter(op: string, offset: unknown, width: number): asserts offset is number {
+    this.#alive(op);
+    checkAccess(op, offset, width, this.length, this.path);
+    if (this.#gate && !this.#gate.usable()) throw this.#gate.refusal(op);
   }
 
   /** One 8-bit load. */
   read8(offset: number): number {
-    this.#alive("read8");
-    checkAccess("read8", offset, 1, this.length, this.path);
-    return read.u8(this.#address as unknown as Pointer, offset);
+    this.#enter("read8", offset, 1);
+    return this.#view.load8(offset);
   }
   /** One 16-bit load. */
   read16(offset: number): number {
-    this.#alive("read16");
-    checkAccess("read16", offset, 2, this.length, this.path);
-    return read.u16(this.#address as unknown as Pointer, offset);
+    this.#enter("read16", offset, 2);
+    return this.#view.load16(offset);
   }
   /** One 32-bit load. */
   read32(offset: number): number {
-    this.#alive("read32");
-    checkAccess("read32", offset, 4, this.length, this.path);
-    return read.u32(this.#address as unknown as Pointer, offset);
+    this.#enter("read32", offset, 4);
+    return this.#view.load32(offset);
   }
   /** One 64-bit load. */
   read64(offset: number): bigint {
-    this.#alive("read64");
-    checkAccess("read64", offset, 8, this.length, this.path);
-    return read.u64(this.#address as unknown as Pointer, offset);
+    this.#enter("read64", offset, 8);
+    return this.#view.load64(offset);
   }
   /** One 8-bit store. */
   write8(offset: number, value: number): void {
-    this.#alive("write8");
-    checkAccess("write8", offset, 1, this.length, this.path);
-    this.#u8[offset] = value;
+    const v = registerValue("write8", value, 1, this.path);
+    this.#enter("write8", offset, 1);
+    this.#view.store8(offset, v);
   }
   /** One 16-bit store. */
   write16(offset: number, value: number): void {
-    this.#alive("write16");
-    checkAccess("write16", offset, 2, this.length, this.path);
-    this.#u16[offset >>> 1] = value;
+    const v = registerValue("write16", value, 2, this.path);
+    this.#enter("write16", offset, 2);
+    this.#view.store16(offset, v);
   }
   /** One 32-bit store. */
   write32(offset: number, value: number): void {
-    this.#alive("write32");
-    checkAccess("write32", offset, 4, this.length, this.path);
-    this.#u32[offset >>> 2] = value;
+    const v = registerValue("write32", value, 4, this.path);
+    this.#enter("write32", offset, 4);
+    this.#view.store32(offset, v);
   }
   /** One 64-bit store. */
   write64(offset: number, value: bigint): void {
-    this.#alive("write64");
-    checkAccess("write64", offset, 8, this.length, this.path);
-    this.#u64[offset >>> 3] = value;
+    const v = registerValue64("write64", value, this.path);
+    this.#enter("write64", offset, 8);
+    this.#view.store64(offset, v);
+  }
+
+  /** A copy of `length` bytes at `offset` (memcpy: fine for RAM and device memory, not for registers with read side effects). */
+  read(offset: number, length: number): Uint8Array {
+    this.#alive("read");
+    checkRange("read", offset, length, this.length, this.path);
+    if (this.#gate && length > 0 && !this.#gate.usable()) throw this.#gate.refusal("read");
+    return this.#view.bytes.slice(offset, offset + length);
+  }
+
+  /** Copies `data` in at `offset`. */
+  write(offset: number, data: Uint8Array): void {
+    this.#alive("write");
+    if (!(data instanceof Uint8Array)) throw invalidArgument("write", "data is not a Uint8Array", "Pass the bytes as a Uint8Array.", this.path);
+    checkRange("write", offset, data.byteLength, this.length, this.path);
+    if (this.#gate && data.byteLength > 0 && !this.#gate.usable()) throw this.#gate.refusal("write");
+    this.#view.bytes.set(data, offset);
   }
 
   /**
@@ -157,10 +215,15 @@ export class MappedMemory {
    * throws a VfioError (ECLOSED) instead of faulting.
    */
   unmap(): void {
-    const buffer = this.#buffer;
-    if (buffer === undefined) return;
-    this.#buffer = undefined;
-    buffer.transfer(0); // detaches u8/u16/u32/u64 and any view a caller kept
-    check(libc.munmap(this.#address as unknown as Pointer, this.length), "munmap", this.path);
+    if (!this.#live) return;
+    this.#live = false;
+    unmapLeaked.unregister(this);
+    this.#view.release();
+    check(sys().munmap(this.#pointer, this.length), "munmap", this.path);
+  }
+
+  /** Same as {@link unmap}, for `using`. */
+  [Symbol.dispose](): void {
+    this.unmap();
   }
 }

@@ -1,18 +1,17 @@
 /**
  * An owned file descriptor: closed once, use-after-close throws, and a
- * FinalizationRegistry closes it if it is garbage-collected unclosed (its
- * owner holds it in a field, so it dies with the owner; a backstop only:
- * owners are meant to be closed or disposed).
+ * FinalizationRegistry closes it if it is garbage-collected unclosed (a
+ * backstop only: owners are meant to be closed or disposed).
  */
-import { useAfterClose } from "../errors.ts";
-import { libc } from "./libc.ts";
+import { useAfterClose } from "../support/errors.ts";
 import { check, type Hints } from "./check.ts";
+import { sys } from "./runtime.ts";
 
 const leaked = new FinalizationRegistry<number>((fd) => {
-  libc.close(fd);
+  sys().close(fd);
 });
 
-/** A file descriptor with an owner, a path for errors and a one-time close. */
+/** A file descriptor with a path for errors and a one-time close. */
 export class OwnedFd {
   #fd: number;
   /** Path named in errors (the node the fd was opened from). */
@@ -39,9 +38,13 @@ export class OwnedFd {
   }
 
   /** ioctl(2) on this fd with `arg` (a buffer or an integer); returns the result, throws a VfioError on failure. */
-  ioctl(op: string, request: number, arg: Uint8Array | number | null, hints?: Hints): number {
-    const fd = this.get(op);
-    return check(libc.ioctl(fd, request, arg as never), op, this.path, hints);
+  ioctl(op: string, request: number, arg: Uint8Array | number, hints?: Hints): number {
+    return check(sys().ioctl(this.get(op), request, arg), op, this.path, hints);
+  }
+
+  /** ioctl(2) returning the raw result (`-errno` on failure) for callers that handle some errors themselves. */
+  tryIoctl(op: string, request: number, arg: Uint8Array | number): number {
+    return sys().ioctl(this.get(op), request, arg);
   }
 
   /** close(2); idempotent. */
@@ -50,6 +53,6 @@ export class OwnedFd {
     const fd = this.#fd;
     this.#fd = -1;
     leaked.unregister(this);
-    check(libc.close(fd), "close", this.path);
+    check(sys().close(fd), "close", this.path);
   }
 }

@@ -2,6 +2,7 @@
  * Encoders and decoders for the linux/vfio.h structs, on plain byte buffers.
  * Little-endian hosts only (x86-64, arm64), like the rest of the library.
  */
+import { VfioError } from "../support/errors.ts";
 import { OFFSETOF as O, SIZEOF } from "./layout.ts";
 import { walkCapChain } from "./caps.ts";
 import * as V from "./vfio.ts";
@@ -81,8 +82,8 @@ export interface RegionInfo {
   flags: number;
   /** Region size in bytes. */
   size: number;
-  /** Offset of the region in the device fd (for pread/pwrite/mmap). */
-  offset: number;
+  /** Offset of the region in the device fd (for pread/pwrite/mmap): a kernel u64, past 2^53 for high region indexes. */
+  offset: bigint;
   readable: boolean;
   writable: boolean;
   mmappable: boolean;
@@ -102,9 +103,22 @@ export function encodeRegionInfoRequest(index: number, argsz: number = SIZEOF.vf
   return buf;
 }
 
-/** Kernel u64 to number; region sizes and offsets stay far below 2^53 in practice. */
+/** A kernel u64 that must fit a JS number (sizes, offsets inside a region); refuses to round. */
 function u64(dv: DataView, at: number): number {
-  return Number(dv.getBigUint64(at, true));
+  const v = dv.getBigUint64(at, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new VfioError({ op: "decode", code: "EOVERFLOW", errno: 75, detail: `kernel value ${v} exceeds 2^53`, hint: "This field cannot be represented exactly; please report the device and kernel." });
+  }
+  return Number(v);
+}
+
+/** A u64 field to encode: refuses values outside [0, 2^64) instead of wrapping. */
+function setU64(dv: DataView, at: number, v: bigint | number, name: string): void {
+  const big = typeof v === "bigint" ? v : Number.isSafeInteger(v) ? BigInt(v) : -1n;
+  if (big < 0n || big >= 1n << 64n) {
+    throw new VfioError({ op: "encode", code: "EINVAL", errno: 22, detail: `${name} ${String(v)} is not an unsigned 64-bit integer`, hint: `Pass ${name} as a bigint from 0n to 2n ** 64n - 1n.` });
+  }
+  dv.setBigUint64(at, big, true);
 }
 
 export function decodeRegionInfo(buf: Uint8Array): RegionInfo {
@@ -115,7 +129,7 @@ export function decodeRegionInfo(buf: Uint8Array): RegionInfo {
     index: dv.getUint32(O["vfio_region_info.index"], true),
     flags,
     size: u64(dv, O["vfio_region_info.size"]),
-    offset: u64(dv, O["vfio_region_info.offset"]),
+    offset: dv.getBigUint64(O["vfio_region_info.offset"], true),
     readable: (flags & V.VFIO_REGION_INFO_FLAG_READ) !== 0,
     writable: (flags & V.VFIO_REGION_INFO_FLAG_WRITE) !== 0,
     mmappable: (flags & V.VFIO_REGION_INFO_FLAG_MMAP) !== 0,
@@ -277,9 +291,9 @@ export function encodeDmaMap(vaddr: bigint | number, iova: bigint, size: bigint 
   const buf = argszBuffer(SIZEOF.vfio_iommu_type1_dma_map);
   const dv = view(buf);
   dv.setUint32(O["vfio_iommu_type1_dma_map.flags"], flags, true);
-  dv.setBigUint64(O["vfio_iommu_type1_dma_map.vaddr"], BigInt(vaddr), true);
-  dv.setBigUint64(O["vfio_iommu_type1_dma_map.iova"], iova, true);
-  dv.setBigUint64(O["vfio_iommu_type1_dma_map.size"], BigInt(size), true);
+  setU64(dv, O["vfio_iommu_type1_dma_map.vaddr"], vaddr, "vaddr");
+  setU64(dv, O["vfio_iommu_type1_dma_map.iova"], iova, "iova");
+  setU64(dv, O["vfio_iommu_type1_dma_map.size"], size, "size");
   return buf;
 }
 
@@ -288,8 +302,8 @@ export function encodeDmaUnmap(iova: bigint, size: bigint | number, flags: numbe
   const buf = argszBuffer(SIZEOF.vfio_iommu_type1_dma_unmap);
   const dv = view(buf);
   dv.setUint32(O["vfio_iommu_type1_dma_unmap.flags"], flags, true);
-  dv.setBigUint64(O["vfio_iommu_type1_dma_unmap.iova"], iova, true);
-  dv.setBigUint64(O["vfio_iommu_type1_dma_unmap.size"], BigInt(size), true);
+  setU64(dv, O["vfio_iommu_type1_dma_unmap.iova"], iova, "iova");
+  setU64(dv, O["vfio_iommu_type1_dma_unmap.size"], size, "size");
   return buf;
 }
 

@@ -28,7 +28,7 @@ describe("vfio_region_info", () => {
     // argsz 40, flags 0xf, index 0, cap_offset 32, size 0x4000, offset 0; cap {id 3, version 1, next 0}
     const b = new Bytes(40).u32(0, 40).u32(4, 0xf).u32(8, 0).u32(12, 32).u64(16, 0x4000n).u64(24, 0n).capHeader(32, 3, 1, 0);
     const info = decodeRegionInfo(b.buf);
-    expect(info).toMatchObject({ index: 0, size: 0x4000, offset: 0, readable: true, writable: true, mmappable: true, msixMappable: true, sparseAreas: undefined, capIds: [3] });
+    expect(info).toMatchObject({ index: 0, size: 0x4000, offset: 0n, readable: true, writable: true, mmappable: true, msixMappable: true, sparseAreas: undefined, capIds: [3] });
   });
 
   test("a sparse-mmap capability with three areas followed by a type capability", () => {
@@ -38,7 +38,7 @@ describe("vfio_region_info", () => {
     b.capHeader(96, 2, 1, 0).u32(104, 0x80008086).u32(108, 1);
     const info = decodeRegionInfo(b.buf);
     expect(info.index).toBe(2);
-    expect(info.offset).toBe(2 * 2 ** 40);
+    expect(info.offset).toBe(2n * 2n ** 40n);
     expect(info.sparseAreas).toEqual([{ offset: 0, size: 0x1000 }, { offset: 0x3000, size: 0x2000 }, { offset: 0x10000, size: 0x10000 }]);
     expect(info.type).toEqual({ type: 0x80008086, subtype: 1 });
     expect(info.capIds).toEqual([1, 2]);

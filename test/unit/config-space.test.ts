@@ -16,7 +16,7 @@ import {
   standardCapabilities,
 } from "../../src/pci/capabilities.ts";
 import { parseConfigHeader, PciCommand, PciStatus } from "../../src/pci/config-space.ts";
-import { VfioError } from "../../src/errors.ts";
+import { VfioError } from "../../src/support/errors.ts";
 import { parseResourceFile } from "../../src/host/pci.ts";
 
 const FIXTURES = join(import.meta.dir, "../fixtures/config");

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exceedsMemlock, memlockHint, memlockStatus } from "../../src/iommu/memlock.ts";
 import { HUGE_PAGES, hugePageMmapFlags, hugePageShortage } from "../../src/iommu/huge-pages.ts";
-import { MAP_HUGETLB } from "../../src/sys/libc.ts";
+import { MAP_HUGETLB } from "../../src/sys/constants.ts";
 
 const MiB = 1n << 20n;
 

@@ -8,10 +8,10 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Container, Group, MappedMemory } from "../../src/index.ts";
-import { ATTACH_HINTS } from "../../src/iommu/container.ts";
+import { attachHints } from "../../src/iommu/group.ts";
 import { syscallError } from "../../src/sys/check.ts";
 import { openPath } from "../../src/sys/fd.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDWR } from "../../src/sys/libc.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDWR } from "../../src/sys/constants.ts";
 import { OwnedFd } from "../../src/sys/owned-fd.ts";
 import { vfioError } from "../vfio-error.ts";
 
@@ -49,10 +49,10 @@ describe("errors users hit", () => {
 
   test("EACCES, EPERM (no interrupt remapping) and EBUSY carry hints that say what to do", () => {
     expect(syscallError("open group", "/dev/vfio/7", {}, 13).hint).toContain("run as root");
-    const eperm = syscallError("VFIO_SET_IOMMU", "/dev/vfio/vfio", ATTACH_HINTS, 1);
+    const eperm = syscallError("VFIO_SET_IOMMU", "/dev/vfio/vfio", attachHints(), 1);
     expect(eperm).toMatchObject({ code: "EPERM", errno: 1 });
     expect(eperm.hint).toContain("allow_unsafe_interrupts");
-    expect(syscallError("VFIO_GROUP_SET_CONTAINER", "/dev/vfio/7", ATTACH_HINTS, 16).hint).toContain("already attached");
+    expect(syscallError("VFIO_GROUP_SET_CONTAINER", "/dev/vfio/7", attachHints(), 16).hint).toContain("already attached");
     expect(eperm.message).toContain("Operation not permitted");
   });
 

@@ -4,7 +4,7 @@
  * the x86 layout below is what intel-iommu reports with its MSI window.
  */
 import { describe, expect, test } from "bun:test";
-import { VfioError } from "../../src/errors.ts";
+import { VfioError } from "../../src/support/errors.ts";
 import { DEFAULT_IOVA_RANGES, IovaAllocator } from "../../src/iommu/iova-allocator.ts";
 import { dmaSegments } from "../../src/iommu/segments.ts";
 import { vfioError } from "../vfio-error.ts";

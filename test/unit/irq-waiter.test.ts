@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
-import { VfioError } from "../../src/errors.ts";
+import { VfioError } from "../../src/support/errors.ts";
 import { CounterChunks } from "../../src/irq/counter-chunks.ts";
 import { EventFd } from "../../src/irq/eventfd.ts";
 import { EventWaiter } from "../../src/irq/waiter.ts";

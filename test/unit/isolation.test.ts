@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { VfioError } from "../../src/errors.ts";
+import { VfioError } from "../../src/support/errors.ts";
 import { detectIsolation, dmarInterruptRemapCapable, parseInterruptChips } from "../../src/host/isolation.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures/isolation");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { VfioError } from "../../src/errors.ts";
+import { VfioError } from "../../src/support/errors.ts";
 import {
   planBarMmap,
   type BarRegionInfo,
@@ -8,7 +8,7 @@ import {
   type IsolationVerdict,
   type MmapPolicy,
   type MsixLayout,
-} from "../../src/mmap-plan.ts";
+} from "../../src/mmap-plan/index.ts";
 
 // Expected values below are written out by hand, not taken from the code under test.
 const K4 = 0x1000;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Container, MappedMemory, type Group, type PciDevice } from "../../../src/index.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE } from "../../../src/sys/libc.ts";
+import { MAP_ANONYMOUS, MAP_PRIVATE } from "../../../src/sys/constants.ts";
 import { barSizes, configBytes, find, groupOf, hasReset, IDS, reservedRegions } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
 
@@ -176,7 +176,7 @@ describe("edu device", () => {
     using group = container.addGroup(eduBdf);
     using dev = group.openPciDevice(eduBdf);
     expect(dev.info().canReset).toBe(hasReset(eduBdf));
-    if (!dev.info().canReset) expect(vfioError(() => dev.reset()).code).toBe("ENOTSUP");
+    if (!dev.info().canReset) expect(vfioError(() => dev.reset()).code).toBe("EOPNOTSUPP");
     else dev.reset();
   });
 });

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Bar, Container, DmaBuffer, MappedMemory, type Group, type PciDevice } from "../../../src/index.ts";
-import { libc, EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, POLLIN } from "../../../src/sys/libc.ts";
+import { EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, POLLIN } from "../../../src/sys/constants.ts";
+import { sys } from "../../../src/sys/runtime.ts";
 import * as V from "../../../src/uapi/vfio.ts";
 import { find, IDS } from "../ground-truth.ts";
 import { EDU, eduDma, eduStartDma, eduWaitIdle } from "../edu-dma-engine.ts";
@@ -75,7 +76,7 @@ describe("buffers and the IOVA allocator", () => {
     using a = DmaBuffer.allocate(container, 5000, { limit: EDU.DMA_LIMIT });
     using b = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT, align: 0x10000n });
     expect(a.size).toBe(2 * PAGE);
-    expect(a.address % PAGE).toBe(0);
+    expect(a.address % BigInt(PAGE)).toBe(0n);
     expect(a.bytes.length).toBe(a.size);
     expect(a.iova % BigInt(PAGE)).toBe(0n);
     expect(b.iova % 0x10000n).toBe(0n);
@@ -149,17 +150,17 @@ describe("buffers and the IOVA allocator", () => {
     using dst = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
     const data = pattern(512, 7);
     src.write(0, data);
-    const efd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const efd = sys().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     expect(efd).toBeGreaterThanOrEqual(0);
     try {
       expect(edu.irqInfo(V.VFIO_PCI_MSI_IRQ_INDEX).count).toBe(1);
       edu.setIrqs(V.VFIO_PCI_MSI_IRQ_INDEX, 0, 1, V.VFIO_IRQ_SET_ACTION_TRIGGER, { kind: "eventfd", fds: [efd] });
       const counter = new BigUint64Array(1);
+      const counterBytes = new Uint8Array(counter.buffer);
       /** Blocks in poll(2) for up to `ms`; returns the eventfd's count (0 on timeout). */
       const waitIrq = (ms: number): number => {
-        const pfd = new Int32Array([efd, POLLIN]); // struct pollfd { int fd; short events; short revents; }
-        if (libc.poll(pfd, 1, ms) <= 0) return 0;
-        return libc.read(efd, counter, 8) === 8 ? Number(counter[0]) : 0;
+        if (sys().pollOne(efd, POLLIN, ms) <= 0) return 0;
+        return sys().read(efd, counterBytes, 8) === 8 ? Number(counter[0]) : 0;
       };
       expect(waitIrq(0)).toBe(0);
       eduStartDma(bar, { toRam: false }, src.iova, 0, data.length, true);
@@ -177,7 +178,7 @@ describe("buffers and the IOVA allocator", () => {
       expect(waitIrq(200)).toBe(0);
     } finally {
       edu.setIrqs(V.VFIO_PCI_MSI_IRQ_INDEX, 0, 0, V.VFIO_IRQ_SET_ACTION_TRIGGER, { kind: "none" });
-      libc.close(efd);
+      sys().close(efd);
     }
   }, 30_000);
 
@@ -220,7 +221,7 @@ describe("buffers and the IOVA allocator", () => {
       expect(huge.size).toBe(2 << 20);
       expect(huge.fallbackReason).toBeUndefined();
       expect(huge.iova % BigInt(2 << 20)).toBe(0n);
-      expect(huge.address % (2 << 20)).toBe(0);
+      expect(huge.address % BigInt(2 << 20)).toBe(0n);
       expect(readFileSync("/proc/self/smaps", "utf8")).toContain(`${huge.address.toString(16)}-`);
       using dst = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
       const data = pattern(EDU.MAX_TRANSFER, 5);

@@ -261,7 +261,7 @@ describe("MSI (edu)", () => {
   test("masking is refused: no SET_IRQS masking for MSI, no per-vector masking in edu's capability", () => {
     using vectors = edu.msi.enable(1);
     const err = vfioError(() => vectors[0]!.mask());
-    expect(err.code).toBe("ENOTSUP");
+    expect(err.code).toBe("EOPNOTSUPP");
     expect(err.message).toContain("per-vector masking");
     expect(err.hint.length).toBeGreaterThan(10);
     expect(vectors[0]!.pending).toBeUndefined();
@@ -364,7 +364,7 @@ describe("ERR and REQ", () => {
       req.trigger();
       expect(await arrives(err.next(), "ERR")).toBe(1);
       expect(await arrives(req.next(), "REQ")).toBe(1);
-      expect(vfioError(() => req.mask()).code).toBe("ENOTSUP");
+      expect(vfioError(() => req.mask()).code).toBe("EOPNOTSUPP");
     } finally {
       nvme.err.disable();
       nvme.req.disable();

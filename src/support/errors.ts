@@ -1,3 +1,15 @@
+import type { ErrnoName } from "./errno-names.ts";
+
+/**
+ * Codes of the library's own checks, kept apart from the kernel's errno
+ * names: `ECLOSED` (the object or its owner was closed), `ENOTVIABLE` (an
+ * IOMMU group has a member bound to a non-VFIO driver).
+ */
+export type LibraryErrorCode = "ECLOSED" | "ENOTVIABLE";
+
+/** A VfioError's `code`: an errno name (from the kernel, or the errno the library's check stands for) or a library code. */
+export type VfioErrorCode = ErrnoName | LibraryErrorCode | `E${number}`;
+
 /**
  * The one error class of bun-vfio. Every failure of a system call, a sysfs
  * access or a bad argument surfaces as a `VfioError` naming the operation,
@@ -10,14 +22,14 @@ export class VfioError extends Error {
   readonly op: string;
   /** The errno value, or 0 when the failure is not from a system call. */
   readonly errno: number;
-  /** The symbolic errno name (`"EPERM"`), or a library code such as `"EINVAL"` / `"ECLOSED"`. */
-  readonly code: string;
+  /** The symbolic errno name (`"EPERM"`), or a library code (`"ECLOSED"`, `"ENOTVIABLE"`, with `errno` 0 or EBADF). */
+  readonly code: VfioErrorCode;
   /** The file or device the operation was about, when there is one. */
   readonly path: string | undefined;
   /** One line that tells the user what to do about it. */
   readonly hint: string;
 
-  constructor(init: { op: string; errno?: number; code: string; path?: string; hint: string; detail?: string; cause?: unknown }) {
+  constructor(init: { op: string; errno?: number; code: VfioErrorCode; path?: string | undefined; hint: string; detail?: string; cause?: unknown }) {
     const where = init.path ? ` (${init.path})` : "";
     const detail = init.detail ? `: ${init.detail}` : "";
     super(`${init.op} failed with ${init.code}${where}${detail}. ${init.hint}`, init.cause === undefined ? undefined : { cause: init.cause });

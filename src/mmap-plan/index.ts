@@ -14,6 +14,6 @@ export type {
   MsixLayout,
   PlanRange,
   SparseArea,
-} from "./mmap-plan/types.ts";
-export { planBarMmap } from "./mmap-plan/plan.ts";
-export { isolationVerdict } from "./mmap-plan/verdict.ts";
+} from "./types.ts";
+export { planBarMmap } from "./plan.ts";
+export { isolationVerdict } from "./verdict.ts";

@@ -1,0 +1,40 @@
+/**
+ * What to tell a user whose host refused to attach a group because MSIs are
+ * not isolated (VFIO_SET_IOMMU / SET_CONTAINER EPERM): say what the evidence
+ * shows on this platform, not a generic recipe.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const UNSAFE = "`echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts` (unsafe: the device can then send any interrupt)";
+
+/** The EPERM hint for attaching a group, from /proc/cmdline, /proc/interrupts and the IOMMU class under `root`. */
+export function msiIsolationAdvice(root = "/", arch: string = process.arch): string {
+  const read = (p: string) => {
+    try {
+      return readFileSync(join(root, p), "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const cmdline = read("/proc/cmdline");
+  const interrupts = read("/proc/interrupts");
+  if (arch === "arm64") {
+    if (/GICv2m|v2m/i.test(interrupts)) return `This host's MSI controller is a GICv2m (seen in /proc/interrupts), which cannot isolate MSIs per device; a GICv3 ITS can. Use an ITS-based host, or accept the risk: ${UNSAFE}.`;
+    return `No MSI isolation was found (no ITS MSI domain in /proc/interrupts): check that the SMMU and GICv3 ITS are enabled in firmware/DT, or accept the risk: ${UNSAFE}.`;
+  }
+  const intel = existsSync(join(root, "/sys/class/iommu")) && /dmar/.test(safeList(join(root, "/sys/class/iommu")));
+  const remapped = /\bIR-/.test(interrupts);
+  if (/intremap=off|nointremap/.test(cmdline)) return `Interrupt remapping is disabled on the kernel command line (${/intremap=off/.test(cmdline) ? "intremap=off" : "nointremap"}): remove it, or accept the risk: ${UNSAFE}.`;
+  if (intel && !remapped) return `An Intel IOMMU is present but /proc/interrupts shows no IR- chips: interrupt remapping is off (firmware, x2apic opt-out or intremap=off), so MSIs are not isolated. Enable it, or accept the risk: ${UNSAFE}.`;
+  if (!intel && !/amd_iommu|intel_iommu=on/.test(cmdline)) return `No IOMMU with interrupt remapping is active: boot with intel_iommu=on (Intel) or amd_iommu=on (AMD), or accept the risk: ${UNSAFE}.`;
+  return `The IOMMU does not isolate this device's MSIs (no interrupt remapping: a virtio-iommu, for example, has none): use an IOMMU with remapping, or accept the risk: ${UNSAFE}.`;
+}
+
+function safeList(dir: string): string {
+  try {
+    return readdirSync(dir).join(" ");
+  } catch {
+    return "";
+  }
+}
