@@ -143,7 +143,6 @@ export class PciDevice extends Device {
   }
 
   #irq(): DeviceInterrupts {
-    this.fd.get("interrupts");
     return (this.#interrupts ??= new DeviceInterrupts(this));
   }
 

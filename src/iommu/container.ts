@@ -75,15 +75,7 @@ export class Container implements DmaSpace, Disposable {
       iommuType: () => this.#iommuType,
       left: (group) => this.#groupLeft(group),
     };
-    // Captures the fd owner, not the container, so a dropped container can still be collected.
-    this.backstopUnmap = (iova, size) => {
-      if (fd.closed) return;
-      try {
-        fd.tryIoctl("VFIO_IOMMU_UNMAP_DMA", V.VFIO_IOMMU_UNMAP_DMA, encodeDmaUnmap(iova, size, 0));
-      } catch {
-        // a backstop never throws
-      }
-    };
+    this.backstopUnmap = unmapper(fd);
   }
 
   /**
@@ -370,6 +362,22 @@ export class Container implements DmaSpace, Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/**
+ * The GC backstop's unmap: built outside the class so the closure holds the
+ * fd owner only, never the container (a FinalizationRegistry holds it
+ * strongly, and a captured container could then never be collected).
+ */
+function unmapper(fd: OwnedFd): (iova: bigint, size: number) => void {
+  return (iova, size) => {
+    if (fd.closed) return;
+    try {
+      fd.tryIoctl("VFIO_IOMMU_UNMAP_DMA", V.VFIO_IOMMU_UNMAP_DMA, encodeDmaUnmap(iova, size, 0));
+    } catch {
+      // a backstop never throws
+    }
+  };
 }
 
 function noIommuHint(): string {

@@ -36,7 +36,7 @@ export class DeviceEventIndex {
     const refuseMask = () => {
       throw notMaskable(`${kind}.mask`, index, dev.path, "vfio-pci offers no masking for its ERR and REQ event channels");
     };
-    this.#control = { mask: refuseMask, unmask: refuseMask, isMasked: () => false, isPending: () => undefined, trigger: () => this.trigger() };
+    this.#control = { mask: refuseMask, unmask: refuseMask, isMasked: () => false, isPending: () => undefined, trigger: () => this.trigger(), disable: () => this.disable() };
   }
 
   /** Count (1 where the kernel offers the channel, else 0) and flags. Internally this calls VFIO_DEVICE_GET_IRQ_INFO. */
@@ -78,7 +78,7 @@ export class DeviceEventIndex {
 
   /** Signals the channel from software (DATA_NONE | ACTION_TRIGGER), e.g. to test a handler. */
   trigger(): void {
-    if (!this.#vector) throw notEnabled(`${this.kind}.trigger`, this.index, this.dev.path);
+    if (!this.#vector) throw notEnabled(`${this.kind}.trigger`, this.index, this.dev);
     triggerVectors(this.dev, this.index, 0);
   }
 

@@ -45,6 +45,7 @@ export class IntxInterrupt {
     isMasked: () => this.#masked,
     isPending: () => undefined,
     trigger: () => this.trigger(),
+    disable: () => this.disable(),
   };
 
   /** @internal Created once per device by the irq registry. */
@@ -164,6 +165,6 @@ export class IntxInterrupt {
   }
 
   #require(op: string): void {
-    if (!this.#vector) throw notEnabled(op, INTX, this.#dev.path);
+    if (!this.#vector) throw notEnabled(op, INTX, this.#dev);
   }
 }

@@ -2,7 +2,7 @@
  * The VfioErrors of the irq layer that are decided before any system call:
  * bad counts, missing indexes, double enables, masking what cannot be masked.
  */
-import { VfioError } from "../support/errors.ts";
+import { VfioError, useAfterClose } from "../support/errors.ts";
 import { irqIndexName } from "./port.ts";
 
 /** Enabling an index that is already on. */
@@ -42,7 +42,9 @@ export function badCount(op: string, index: number, count: number, max: number, 
 }
 
 /** An operation on an index that is off. */
-export function notEnabled(op: string, index: number, path: string): VfioError {
+export function notEnabled(op: string, index: number, dev: { readonly path: string; readonly closed: boolean }): VfioError {
+  const path = dev.path;
+  if (dev.closed) return useAfterClose(op, "device", path);
   return new VfioError({
     op, code: "EINVAL", errno: 22, path,
     detail: `${irqIndexName(index)} is not enabled`,

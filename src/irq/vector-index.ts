@@ -44,6 +44,7 @@ export abstract class VectorIndex {
     isMasked: (v) => this.#masked.has(v),
     isPending: (v) => this.#pending(v),
     trigger: (v) => this.trigger(v),
+    disable: () => this.disable(),
   };
 
   protected constructor(dev: IrqPciDevice, gate: ExclusiveGate, index: number, kind: IrqKind) {
@@ -123,7 +124,7 @@ export abstract class VectorIndex {
   grow(count: number): IrqVectors {
     const op = `${this.kind}.grow`;
     const info = this.info();
-    if (!this.enabled) throw notEnabled(op, this.index, this.dev.path);
+    if (!this.enabled) throw notEnabled(op, this.index, this.dev);
     this.#checkCount(op, count, info);
     if (count <= this.count) {
       throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.dev.path, detail: `${this.count} vectors are enabled already, ${count} asked for`, hint: "grow() only adds vectors; to have fewer, disable() and enable(n)." });
@@ -214,7 +215,7 @@ export abstract class VectorIndex {
   }
 
   #checkVector(n: number, op: string): number {
-    if (!this.enabled) throw notEnabled(op, this.index, this.dev.path);
+    if (!this.enabled) throw notEnabled(op, this.index, this.dev);
     if (!Number.isInteger(n) || n < 0 || n >= this.count) {
       throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.dev.path, detail: `vector ${n} is not enabled (${this.count} are)`, hint: `Use a vector from 0 to ${this.count - 1}, or grow() first.` });
     }

@@ -15,6 +15,8 @@ export interface VectorControl {
   isMasked(vector: number): boolean;
   isPending(vector: number): boolean | undefined;
   trigger(vector: number): void;
+  /** Turns the whole index off. */
+  disable(): void;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface VectorControl {
  * `device.msix.enable(n)` and its siblings; closed by `disable()` or by
  * closing the device, after which waits reject with a VfioError (ECLOSED).
  */
-export class IrqVector implements AsyncIterable<number> {
+export class IrqVector implements AsyncIterable<number>, Disposable {
   readonly #eventfd: EventFd;
   readonly #waiter: EventWaiter;
   readonly #control: VectorControl;
@@ -96,17 +98,25 @@ export class IrqVector implements AsyncIterable<number> {
    * VfioError (EOPNOTSUPP) where there is no way.
    */
   mask(): void {
+    this.#current();
     this.#control.mask(this.vector);
   }
 
   /** Undoes `mask()`; a pending interrupt is delivered now. */
   unmask(): void {
+    this.#current();
     this.#control.unmask(this.vector);
   }
 
   /** True while masked by `mask()` (or, for INTx, by the kernel after each interrupt). */
   get masked(): boolean {
+    this.#current();
     return this.#control.isMasked(this.vector);
+  }
+
+  /** A vector of an index that was disabled (and maybe enabled again) is stale: it must not act on the new vectors. */
+  #current(): void {
+    if (this.#waiter.closed) this.#waiter.tryRead(); // throws the waiter's ECLOSED error
   }
 
   /**
@@ -115,12 +125,19 @@ export class IrqVector implements AsyncIterable<number> {
    * expose it.
    */
   get pending(): boolean | undefined {
+    this.#current();
     return this.#control.isPending(this.vector);
   }
 
   /** Signals the vector from software (VFIO_DEVICE_SET_IRQS, DATA_NONE | ACTION_TRIGGER), e.g. in tests. */
   trigger(): void {
+    this.#current();
     this.#control.trigger(this.vector);
+  }
+
+  /** Disables the vector's whole index (INTx, ERR, REQ: the one vector; MSI/MSI-X: all of them), unless already stale. */
+  [Symbol.dispose](): void {
+    if (!this.#waiter.closed) this.#control.disable();
   }
 
   /** @internal Ends waits with `reason`, then closes the eventfd. Idempotent. */
@@ -133,9 +150,13 @@ export class IrqVector implements AsyncIterable<number> {
 /** The vectors of an enabled index, in order; disposing it disables the index. */
 export type IrqVectors = readonly IrqVector[] & Disposable;
 
-/** A frozen copy of `vectors` whose `[Symbol.dispose]` calls `dispose`. */
+/**
+ * A frozen copy of `vectors` whose `[Symbol.dispose]` calls `dispose`, but
+ * only while one of them is live: disposing a list from before a
+ * disable()+enable() must not turn off the new vectors.
+ */
 export function vectorList(vectors: readonly IrqVector[], dispose: () => void): IrqVectors {
   const list = [...vectors];
-  Object.defineProperty(list, Symbol.dispose, { value: dispose });
+  Object.defineProperty(list, Symbol.dispose, { value: () => void (list.some((v) => !v.closed) && dispose()) });
   return Object.freeze(list) as unknown as IrqVectors;
 }

@@ -386,7 +386,7 @@ describe("ERR and REQ", () => {
   });
 
   test("autoRelease closes the device after the (async) handler; the device can be opened again", async () => {
-    const dev = open(eduBdf); // a second fd of edu, closed by the release
+    const dev = open(eduBdf); // a second fd of edu: the release closes it and the shared one (an unplug waits for every open instance)
     const order: string[] = [];
     dev.msi.enable(1);
     dev.req.onRelease(async () => {
@@ -399,6 +399,7 @@ describe("ERR and REQ", () => {
     expect(dev.closed).toBe(true);
     expect(order).toEqual(["handler", "handler done"]);
     expect(dev.msi.enabled).toBe(false);
+    expect(edu.closed).toBe(true);
   });
 });
 
