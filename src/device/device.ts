@@ -5,7 +5,7 @@
 import { VfioError, invalidArgument } from "../support/errors.ts";
 import { show } from "../support/format.ts";
 import { OwnedFd } from "../sys/owned-fd.ts";
-import { runAll } from "../sys/teardown.ts";
+import { Lifetime, runAll } from "../sys/teardown.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import {
@@ -40,6 +40,9 @@ export interface DeviceAttachment {
   readonly iommuType: string | undefined;
 }
 
+/** A device collected unclosed: end its children's waits (the fd, mappings and DMA have backstops of their own). */
+const collected = new FinalizationRegistry<Lifetime>((lifetime) => lifetime.releaseAll());
+
 /**
  * A device fd from VFIO_GROUP_GET_DEVICE_FD. Obtained from
  * `group.openDevice(name)` or `group.openPciDevice(bdf)`.
@@ -51,12 +54,15 @@ export class Device implements Disposable {
   readonly #regions = new Map<number, Region>();
   /** The device's name in its group (the PCI address for vfio-pci). */
   readonly name: string;
+  /** @internal Releases of the device's children that must run even if the device is dropped unclosed (interrupt waits). */
+  readonly lifetime = new Lifetime();
 
   /** @internal Created by a backend (Group) from a {@link DeviceHandle}. */
   constructor(handle: DeviceHandle) {
     this.fd = new OwnedFd(handle.fd, handle.path, "device");
     this.name = handle.name;
     this.#handle = handle;
+    collected.register(this, this.lifetime, this);
   }
 
   /** The device fd (escape hatch for raw ioctls: they bypass the library's checks). Throws after close. */
@@ -195,6 +201,7 @@ export class Device implements Disposable {
     if (this.fd.closed) return;
     const regions = [...this.#regions.values()];
     this.#regions.clear();
+    collected.unregister(this);
     runAll([
       ...this.releaseSteps(),
       ...regions.map((r) => () => r.unmapAll()),

@@ -13,6 +13,7 @@ import { argszBuffer, argszOf, decodeDmaUnmapSize, decodeIommuInfo, encodeDmaMap
 import { existsSync } from "node:fs";
 import { syscallError } from "../sys/check.ts";
 import { runAll } from "../sys/teardown.ts";
+import { WeakMembers } from "../support/weak-members.ts";
 import { oneOf, optionsArg, U64_LIMIT, u32Arg, u64Arg } from "../support/args.ts";
 import { hex, show } from "../support/format.ts";
 import { attachGroup, attachHints, Group, type ContainerLink, type GroupOpenOptions } from "./group.ts";
@@ -62,7 +63,7 @@ export class Container implements DmaSpace, Disposable {
   readonly #fd: OwnedFd;
   #iommuType: IommuType | undefined;
   readonly #groups = new Set<Group>();
-  readonly #dmaOwners = new Set<DmaOwner>();
+  readonly #dmaOwners = new WeakMembers<DmaOwner>(); // a dropped buffer stays collectable (its backstop unmaps it)
   #iovaAllocator: IovaAllocator | undefined;
   readonly #link: ContainerLink;
   /** @internal See DmaSpace.backstopUnmap. */
@@ -205,7 +206,7 @@ export class Container implements DmaSpace, Disposable {
     this.#iommuType = undefined;
     this.#iovaAllocator?.close();
     this.#iovaAllocator = undefined;
-    const owners = [...this.#dmaOwners].reverse();
+    const owners = this.#dmaOwners.values().reverse();
     this.#dmaOwners.clear();
     runAll(owners.map((o) => () => o.release("dropped")));
   }

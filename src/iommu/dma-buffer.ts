@@ -16,8 +16,8 @@
  * A buffer depends only on its {@link DmaSpace} (the type1 container today).
  */
 import { VfioError, invalidArgument, useAfterClose } from "../support/errors.ts";
-import { oneOf, optionsArg } from "../support/args.ts";
-import { show } from "../support/format.ts";
+import { oneOf, optionsArg, u64Arg } from "../support/args.ts";
+import { hex, show } from "../support/format.ts";
 import { MappedMemory, checkRange } from "../sys/mmio.ts";
 import { sys } from "../sys/runtime.ts";
 import type { Pointer } from "../sys/types.ts";
@@ -125,7 +125,9 @@ export class DmaBuffer implements Disposable {
         allocator.reserve(options.iova, backing.memory.length);
         iova = options.iova;
       } else {
-        const align = options.align === undefined || BigInt(options.align) < pageAlign ? pageAlign : BigInt(options.align);
+        const asked = options.align === undefined ? pageAlign : u64Arg(op, "align", options.align, container.path);
+        if (asked === 0n || (asked & (asked - 1n)) !== 0n) throw invalidArgument(op, `align ${hex(asked)} is not a power of two`, "Use a power of two such as 0x1000 or 0x200000.", container.path);
+        const align = asked < pageAlign ? pageAlign : asked;
         iova = allocator.allocate(backing.memory.length, { align, limit: options.limit });
       }
       mapDma(container, backing.memory, iova, access);
@@ -212,6 +214,7 @@ export class DmaBuffer implements Disposable {
 
   /** Copies `data` into the buffer at `offset`. */
   write(offset: number, data: Uint8Array): void {
+    if (!(data instanceof Uint8Array)) throw invalidArgument("write", "data is not a Uint8Array", "Pass the bytes as a Uint8Array.", this.space.path);
     checkRange("write", offset, data.length, this.size, this.space.path);
     this.#memory.bytes.set(data, offset);
   }

@@ -17,6 +17,7 @@ import { Device, type DeviceHandle } from "../device/device.ts";
 import { PciDevice, type PciDeviceOptions } from "../device/pci-device.ts";
 import { msiIsolationAdvice } from "../host/isolation-advice.ts";
 import { runAll } from "../sys/teardown.ts";
+import { WeakMembers } from "../support/weak-members.ts";
 import type { Hints } from "../sys/check.ts";
 import { oneOf, optionsArg } from "../support/args.ts";
 import { show } from "../support/format.ts";
@@ -65,7 +66,7 @@ export class Group implements Disposable {
   readonly #fd: OwnedFd;
   readonly #host: HostOptions;
   #link: ContainerLink | undefined;
-  readonly #devices = new Set<Device>();
+  readonly #devices = new WeakMembers<Device>(); // a dropped device stays collectable
   /** The IOMMU group number. */
   readonly id: number;
   /** True for a `/dev/vfio/noiommu-N` group (no IOMMU: no isolation, no DMA mapping). */
@@ -214,7 +215,7 @@ export class Group implements Disposable {
       fd, name, path: `${this.path}:${name}`,
       attachment: () => ({ iommuType: link.iommuType() }),
       closed: (device) => void devices.delete(device),
-      closeAll: () => runAll([...devices].filter((d) => d.name === name).map((d) => () => d.close())),
+      closeAll: () => runAll(devices.values().filter((d) => d.name === name).map((d) => () => d.close())),
     };
   }
 
@@ -229,7 +230,7 @@ export class Group implements Disposable {
     const link = this.#link;
     this.#link = undefined;
     runAll([
-      ...[...this.#devices].map((d) => () => d.close()),
+      ...this.#devices.values().map((d) => () => d.close()),
       () => this.#fd.close(),
       () => link?.left(this),
     ]);

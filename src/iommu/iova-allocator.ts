@@ -9,6 +9,7 @@
  */
 import { invalidArgument, useAfterClose, VfioError } from "../support/errors.ts";
 import { optionsArg, u64Arg } from "../support/args.ts";
+import { hex } from "../support/format.ts";
 import type { IovaRange } from "../uapi/structs.ts";
 
 /**
@@ -53,7 +54,7 @@ const NO_LIMIT = 1n << 64n;
 
 /** `0x…` for a bigint. */
 export function hexIova(n: bigint): string {
-  return `0x${n.toString(16)}`;
+  return hex(n);
 }
 
 function alignUp(n: bigint, align: bigint): bigint {
@@ -187,6 +188,7 @@ export class IovaAllocator {
   /** Returns the block allocated or reserved at `iova` to the free space; returns its size. */
   free(iova: bigint): bigint {
     this.#alive("IOVA free");
+    u64Arg("IOVA free", "iova", iova, this.#path);
     const size = this.#used.get(iova);
     if (size === undefined) {
       throw invalidArgument("IOVA free", `no block starts at ${hexIova(iova)}`, "Free exactly the IOVA that allocate() or reserve() returned, once.", this.#path);

@@ -65,7 +65,7 @@ export class DeviceEventIndex {
     const info = this.#infoOrAbsent(op);
     if (this.#vector) throw alreadyEnabled(op, this.index, 1, this.dev.path, false);
     if (info.count === 0) throw indexAbsent(op, this.index, this.dev.path, this.#absentHint);
-    const vector = new IrqVector(this.kind, 0, `${this.dev.path}#${this.kind}`, this.#control);
+    const vector = new IrqVector(this.kind, 0, `${this.dev.path}#${this.kind}`, this.#control, this.dev.lifetime);
     try {
       assignEventfds(this.dev, this.index, 0, [vector.unsafeFd]);
     } catch (err) {

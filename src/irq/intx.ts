@@ -87,7 +87,7 @@ export class IntxInterrupt {
     if (this.#vector) throw alreadyEnabled(op, INTX, 1, this.#dev.path, false);
     if (info.count === 0) throw indexAbsent(op, INTX, this.#dev.path, "The device has no interrupt pin (or vfio-pci runs with nointxmask/nointx): use device.msi or device.msix.");
     this.#gate.claim(INTX, op);
-    const vector = new IrqVector("intx", 0, `${this.#dev.path}#intx`, this.#control);
+    const vector = new IrqVector("intx", 0, `${this.#dev.path}#intx`, this.#control, this.#dev.lifetime);
     let unmaskFd: EventFd | undefined;
     try {
       assignEventfds(this.#dev, INTX, 0, [vector.unsafeFd]);

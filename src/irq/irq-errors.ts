@@ -3,6 +3,7 @@
  * bad counts, missing indexes, double enables, masking what cannot be masked.
  */
 import { VfioError, useAfterClose } from "../support/errors.ts";
+import { show } from "../support/format.ts";
 import { irqIndexName } from "./port.ts";
 
 /** Enabling an index that is already on. */
@@ -33,10 +34,10 @@ export function indexAbsent(op: string, index: number, path: string, alternative
 }
 
 /** A vector count outside 1..max. */
-export function badCount(op: string, index: number, count: number, max: number, path: string): VfioError {
+export function badCount(op: string, index: number, count: unknown, max: number, path: string): VfioError {
   return new VfioError({
     op, code: "EINVAL", errno: 22, path,
-    detail: `${count} ${irqIndexName(index)} vectors asked for, the device has ${max}`,
+    detail: `${show(count)} ${irqIndexName(index)} vectors asked for, the device has ${max}`,
     hint: `Ask for 1 to ${max} vectors (irqInfo().count).`,
   });
 }

@@ -16,6 +16,8 @@ export interface IrqDevice {
   readonly unsafeFd: number;
   irqInfo(index: number): IrqInfo;
   close(): void;
+  /** Where vectors leave the release of their eventfd and waits, for a device dropped unclosed. */
+  readonly lifetime: { adopt(release: () => void): () => void };
   /** Closes this device and every other open instance of it in this process (REQ auto-release). */
   releaseEverywhere(): void;
 }

@@ -4,6 +4,7 @@
  * masked when the kernel cannot do it (MSI-X table, MSI Mask Bits).
  */
 import { VfioError } from "../support/errors.ts";
+import { show } from "../support/format.ts";
 import type { IrqInfo } from "../uapi/structs.ts";
 import { alreadyEnabled, badCount, indexAbsent, notEnabled } from "./irq-errors.ts";
 import { irqIndexName, type IrqPciDevice } from "./port.ts";
@@ -183,7 +184,7 @@ export abstract class VectorIndex {
   }
 
   #newVector(v: number): IrqVector {
-    return new IrqVector(this.kind, v, `${this.dev.path}#${this.kind}[${v}]`, this.#control);
+    return new IrqVector(this.kind, v, `${this.dev.path}#${this.kind}[${v}]`, this.#control, this.dev.lifetime);
   }
 
   #setVectors(vectors: IrqVector[]): void {
@@ -216,8 +217,8 @@ export abstract class VectorIndex {
 
   #checkVector(n: number, op: string): number {
     if (!this.enabled) throw notEnabled(op, this.index, this.dev);
-    if (!Number.isInteger(n) || n < 0 || n >= this.count) {
-      throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.dev.path, detail: `vector ${n} is not enabled (${this.count} are)`, hint: `Use a vector from 0 to ${this.count - 1}, or grow() first.` });
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n >= this.count) {
+      throw new VfioError({ op, code: "EINVAL", errno: 22, path: this.dev.path, detail: `vector ${show(n)} is not enabled (${this.count} are)`, hint: `Use a vector from 0 to ${this.count - 1}, or grow() first.` });
     }
     return n;
   }

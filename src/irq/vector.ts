@@ -31,18 +31,20 @@ export class IrqVector implements AsyncIterable<number>, Disposable {
   readonly #eventfd: EventFd;
   readonly #waiter: EventWaiter;
   readonly #control: VectorControl;
+  readonly #forget: () => void;
   /** The index kind: `"msix"`, `"msi"`, `"intx"`, `"err"` or `"req"`. */
   readonly kind: IrqKind;
   /** The vector number inside its index (0 for INTx, ERR, REQ). */
   readonly vector: number;
 
   /** @internal Created by the index objects, with an eventfd of their own. */
-  constructor(kind: IrqKind, vector: number, label: string, control: VectorControl) {
+  constructor(kind: IrqKind, vector: number, label: string, control: VectorControl, lifetime: { adopt(release: () => void): () => void }) {
     this.kind = kind;
     this.vector = vector;
     this.#control = control;
     this.#eventfd = new EventFd(label);
     this.#waiter = new EventWaiter(this.#eventfd);
+    this.#forget = lifetime.adopt(releaser(this.#waiter, this.#eventfd));
   }
 
   /** The eventfd (escape hatch: hand it to another consumer, or write to it in tests). Throws after close. */
@@ -142,9 +144,18 @@ export class IrqVector implements AsyncIterable<number>, Disposable {
 
   /** @internal Ends waits with `reason`, then closes the eventfd. Idempotent. */
   _close(reason: CloseReason): void {
+    this.#forget();
     this.#waiter.close(reason);
     this.#eventfd.close();
   }
+}
+
+/** What the device's backstop runs for a vector: built here so it holds the waiter and eventfd, never the device. */
+function releaser(waiter: EventWaiter, eventfd: EventFd): () => void {
+  return () => {
+    waiter.close({ op: "interrupt wait", detail: "the device was garbage-collected without close()", hint: "Close devices (or use `using`) so their interrupts end when you decide." });
+    eventfd.close();
+  };
 }
 
 /** The vectors of an enabled index, in order; disposing it disables the index. */
