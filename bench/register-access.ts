@@ -119,7 +119,7 @@ function runBunNative(): Record<string, number> {
     ioctl: time(() => { sink += zeroFd.ioctl("FIONBIO", FIONBIO, off); }),
   };
   if (sink === 42) console.log("");
-  mem.unmap();
+  mem.close();
   region.unmapAll();
   zeroFd.close();
   return out;

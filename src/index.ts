@@ -52,7 +52,7 @@ export {
 export {
   bindToVfio, detectIsolation, dmarInterruptRemapCapable, formatBdf, groupDevicePath, groupMembers, groupViability, iommuGroupOf,
   isDmaNeutralDriver, isNoiommuGroup, listPciDevices, lookupPciNames, normalizeBdf, parseBdf, parseInterruptChips, parseResourceFile,
-  pciDevice, releaseFromVfio, DMA_NEUTRAL_DRIVERS,
+  pciDeviceInfo, releaseFromVfio, DMA_NEUTRAL_DRIVERS,
   type BindOptions, type BindResult, type GroupMember, type GroupViability, type HostOptions, type IsolationContainerState,
   type IsolationEvidenceSources, type PciAddress, type PciDeviceInfo, type PciIdNames, type PciIdQuery, type PciResource,
   type ReleaseOptions, type ReleaseResult, type SysfsWriter,

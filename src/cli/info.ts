@@ -6,7 +6,7 @@ import { VfioError } from "../support/errors.ts";
 import { Container } from "../iommu/container.ts";
 import type { RegionInfo } from "../uapi/structs.ts";
 import type { PciDevice } from "../device/pci-device.ts";
-import { pciDevice } from "../host/pci.ts";
+import { pciDeviceInfo } from "../host/pci.ts";
 import * as V from "../uapi/vfio.ts";
 import type { MmapPolicy } from "../mmap-plan/index.ts";
 import { hex } from "../support/format.ts";
@@ -59,7 +59,7 @@ export function infoCommand(argv: string[]): number {
   }
   const bdf = requireBdf("info", positionals);
   const policy = policyOf("info", values.policy);
-  const sys = pciDevice(bdf);
+  const sys = pciDeviceInfo(bdf);
   const title = [sys.names.vendor, sys.names.device].filter(Boolean).join(" ");
   console.log(`${sys.bdf} ${hex(sys.vendorId, 4)}:${hex(sys.deviceId, 4)} ${title}`.trimEnd());
   console.log(`driver ${sys.driver ?? "(none)"}, IOMMU group ${sys.iommuGroup ?? "-"}`);

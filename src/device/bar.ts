@@ -57,7 +57,7 @@ export class Bar implements Disposable {
         this.#maps.push({ start: range.start, end: range.end, memory: region.map({ offset: range.start, length, unsafeMapMsixTable: true }) });
       }
     } catch (err) {
-      for (const m of this.#maps) m.memory.unmap();
+      for (const m of this.#maps) m.memory.close();
       throw err;
     }
   }
@@ -199,7 +199,7 @@ export class Bar implements Disposable {
     let first: unknown;
     for (const m of this.#maps.splice(0)) {
       try {
-        m.memory.unmap();
+        m.memory.close();
       } catch (err) {
         first ??= err;
       }

@@ -9,9 +9,9 @@ import { Lifetime, runAll } from "../sys/teardown.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import {
-  argszBuffer, argszOf, decodeDeviceInfo, decodeIrqInfo, decodeRegionInfo, encodeIrqInfoRequest, encodeIrqSet,
-  encodeRegionInfoRequest, type DeviceInfo, type IrqInfo, type IrqSetData, type RegionInfo,
+  argszBuffer, decodeDeviceInfo, decodeIrqInfo, decodeRegionInfo, encodeIrqInfoRequest, encodeRegionInfoRequest, type DeviceInfo, type IrqInfo, type IrqSetData, type RegionInfo,
 } from "../uapi/structs.ts";
+import { setIrqs } from "../irq/set-irqs.ts";
 import { Region, type RegionRules } from "./region.ts";
 
 /**
@@ -89,7 +89,7 @@ export class Device implements Disposable {
   info(): DeviceInfo {
     this.fd.get("VFIO_DEVICE_GET_INFO");
     if (this.#info) return this.#info;
-    this.#info = decodeDeviceInfo(this.#query("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, (size) => argszBuffer(Math.max(size, SIZEOF.vfio_device_info + 4))));
+    this.#info = decodeDeviceInfo(this.fd.query("VFIO_DEVICE_GET_INFO", V.VFIO_DEVICE_GET_INFO, (size) => argszBuffer(Math.max(size, SIZEOF.vfio_device_info + 4))));
     return this.#info;
   }
 
@@ -101,18 +101,7 @@ export class Device implements Disposable {
   regionInfo(index: number): RegionInfo {
     this.#checkIndex("VFIO_DEVICE_GET_REGION_INFO", index, this.info().numRegions, "region");
     const hints = { EINVAL: `The device does not implement region ${index} (vfio-pci has a VGA region, index 8, only for VGA devices).` };
-    return decodeRegionInfo(this.#query("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, (size) => encodeRegionInfoRequest(index, size || undefined), hints));
-  }
-
-  /** One *_GET_INFO ioctl with an argsz-sized buffer, again with the size the kernel asked for. */
-  #query(op: string, request: number, make: (argsz: number) => Uint8Array, hints?: Record<string, string>): Uint8Array {
-    let buf = make(0);
-    this.fd.ioctl(op, request, buf, hints);
-    if (argszOf(buf) > buf.byteLength) {
-      buf = make(argszOf(buf));
-      this.fd.ioctl(op, request, buf, hints);
-    }
-    return buf;
+    return decodeRegionInfo(this.fd.query("VFIO_DEVICE_GET_REGION_INFO", V.VFIO_DEVICE_GET_REGION_INFO, (size) => encodeRegionInfoRequest(index, size || undefined), hints));
   }
 
   /** The region object for `index` (cached): pread/pwrite access and raw mmap. */
@@ -146,7 +135,7 @@ export class Device implements Disposable {
    * The irq layer builds on this; prefer its API.
    */
   setIrqs(index: number, start: number, count: number, action: number, data: IrqSetData): void {
-    this.fd.ioctl("VFIO_DEVICE_SET_IRQS", V.VFIO_DEVICE_SET_IRQS, encodeIrqSet(index, start, count, action, data), {
+    setIrqs(this, index, start, count, action, data, {
       EINVAL: "The kernel refused this index/start/count/action: check device.irqInfo(index) for the count and the MASKABLE flag.",
     });
   }

@@ -215,7 +215,7 @@ export class Region {
    * page-aligned and, with sparse-mmap regions, inside an area the kernel
    * allows. Pages holding the MSI-X table or PBA are refused unless MSIs are
    * isolated or `unsafeMapMsixTable` is set. Every access checks that the
-   * device's memory is reachable (no SIGBUS). Released by `unmap()` or when
+   * device's memory is reachable (no SIGBUS). Released by `close()` or when
    * the device closes. For BARs prefer `device.bar(n)`, which follows the mmap plan.
    */
   map(options: RegionMapOptions = {}): MappedMemory {
@@ -267,7 +267,7 @@ export class Region {
     let first: unknown;
     for (const m of maps) {
       try {
-        m.unmap();
+        m.close();
       } catch (err) {
         first ??= err;
       }

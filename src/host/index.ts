@@ -16,7 +16,7 @@ export {
   type GroupMember,
   type GroupViability,
 } from "./groups.ts";
-export { listPciDevices, parseResourceFile, pciDevice, type PciDeviceInfo, type PciResource } from "./pci.ts";
+export { listPciDevices, parseResourceFile, pciDeviceInfo, type PciDeviceInfo, type PciResource } from "./pci.ts";
 export { lookupPciNames, type PciIdNames, type PciIdQuery } from "./pci-ids.ts";
 export type { HostOptions, SysfsWriter } from "./sysfs.ts";
 export {

@@ -123,7 +123,7 @@ export function listPciDevices(options?: HostOptions): PciDeviceInfo[] {
  * Throws a `VfioError` with code `EINVAL` for a malformed address and
  * `ENODEV` when no such device exists.
  */
-export function pciDevice(bdf: string, options?: HostOptions): PciDeviceInfo {
+export function pciDeviceInfo(bdf: string, options?: HostOptions): PciDeviceInfo {
   const address = normalizeBdf(bdf);
   const dir = pciDevicePath(options, address);
   if (!pciDeviceExists(address, options)) throw noSuchDevice("pciDevice", address, dir);

@@ -9,7 +9,7 @@ import { OwnedFd } from "../sys/owned-fd.ts";
 import type { Hints } from "../sys/check.ts";
 import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
-import { argszBuffer, argszOf, decodeDmaUnmapSize, decodeIommuInfo, encodeDmaMap, encodeDmaUnmap, type IommuInfo } from "../uapi/structs.ts";
+import { argszBuffer, decodeDmaUnmapSize, decodeIommuInfo, encodeDmaMap, encodeDmaUnmap, type IommuInfo } from "../uapi/structs.ts";
 import { existsSync } from "node:fs";
 import { syscallError } from "../sys/check.ts";
 import { runAll } from "../sys/teardown.ts";
@@ -128,8 +128,12 @@ export class Container implements DmaSpace, Disposable {
     return !this.closed && (this.#iommuType === "type1" || this.#iommuType === "type1v2");
   }
 
-  /** The groups currently attached. */
+  /**
+   * The groups currently attached, as the kernel sees them (a hot-unplugged
+   * group is detached by the kernel: asked with VFIO_GROUP_GET_STATUS).
+   */
   get groups(): readonly Group[] {
+    if (!this.closed) this.#recheckGroups();
     return [...this.#groups];
   }
 
@@ -234,13 +238,7 @@ export class Container implements DmaSpace, Disposable {
    */
   iommuInfo(): IommuInfo {
     this.#requireType1("VFIO_IOMMU_GET_INFO");
-    let buf = argszBuffer(SIZEOF.vfio_iommu_type1_info);
-    this.#fd.ioctl("VFIO_IOMMU_GET_INFO", V.VFIO_IOMMU_GET_INFO, buf);
-    if (argszOf(buf) > buf.byteLength) {
-      buf = argszBuffer(argszOf(buf));
-      this.#fd.ioctl("VFIO_IOMMU_GET_INFO", V.VFIO_IOMMU_GET_INFO, buf);
-    }
-    return decodeIommuInfo(buf);
+    return decodeIommuInfo(this.#fd.query("VFIO_IOMMU_GET_INFO", V.VFIO_IOMMU_GET_INFO, (argsz) => argszBuffer(Math.max(argsz, SIZEOF.vfio_iommu_type1_info))));
   }
 
   /**
@@ -295,10 +293,16 @@ export class Container implements DmaSpace, Disposable {
     const length = u64Arg(op, "size", size, this.path);
     if (start + length > U64_LIMIT) throw invalidArgument(op, `iova ${hex(start)} + size ${hex(length)} passes 2^64`, "Keep the whole range below 2^64.", this.path);
     const buf = encodeDmaUnmap(start, length, 0);
-    this.#fd.ioctl(op, V.VFIO_IOMMU_UNMAP_DMA, buf, {
+    const ret = this.#fd.tryIoctl(op, V.VFIO_IOMMU_UNMAP_DMA, buf);
+    if (ret >= 0) return decodeDmaUnmapSize(buf);
+    // EINVAL after a hot-unplug: the kernel detached the group and dropped every mapping already.
+    if (-ret === 22) {
+      this.#recheckGroups();
+      if (!this.canMap) return 0n;
+    }
+    throw syscallError(op, this.path, {
       EINVAL: "The range must be aligned to the IOMMU page size and must not split an existing mapping (type1 unmaps whole mappings only).",
-    });
-    return decodeDmaUnmapSize(buf);
+    }, -ret);
   }
 
   /** Unmaps every DMA mapping of the container (VFIO_DMA_UNMAP_FLAG_ALL, Linux 5.13+). Returns the bytes unmapped. */

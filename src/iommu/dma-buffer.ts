@@ -133,7 +133,7 @@ export class DmaBuffer implements Disposable {
       mapDma(container, backing.memory, iova, access);
     } catch (err) {
       if (iova !== undefined) allocator.free(iova);
-      backing.memory.unmap();
+      backing.memory.close();
       throw err;
     }
     const buffer = new DmaBuffer(container, backing, iova, access);
@@ -253,15 +253,17 @@ export class DmaBuffer implements Disposable {
     let failure: unknown;
     if (this.#mapped && reason === "close" && this.space.canMap) {
       try {
+        const allocator = this.space.iovaAllocator;
         this.space.unmapDma(this.iova, this.size);
-        this.space.iovaAllocator.free(this.iova);
+        // The unmap may have found the kernel had dropped everything (hot-unplug): the allocator is gone then.
+        if (!allocator.closed) allocator.free(this.iova);
       } catch (err) {
         failure = err;
       }
     }
     this.#mapped = false;
     try {
-      this.#memory.unmap();
+      this.#memory.close();
     } catch (err) {
       failure ??= err;
     }

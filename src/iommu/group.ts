@@ -11,7 +11,7 @@ import { SIZEOF } from "../uapi/layout.ts";
 import { argszBuffer, decodeGroupStatus, type GroupStatus } from "../uapi/structs.ts";
 import { normalizeBdf } from "../host/bdf.ts";
 import { groupDevicePath, groupViability, iommuGroupOf } from "../host/groups.ts";
-import { pciDevice } from "../host/pci.ts";
+import { pciDeviceInfo } from "../host/pci.ts";
 import type { HostOptions } from "../host/sysfs.ts";
 import { Device, type DeviceHandle } from "../device/device.ts";
 import { PciDevice, type PciDeviceOptions } from "../device/pci-device.ts";
@@ -253,7 +253,7 @@ function nodeOf(id: number, bdf: string | undefined, options: HostOptions): stri
 
 function notBoundHint(bdf: string, options: HostOptions): string {
   try {
-    const driver = pciDevice(bdf, options).driver;
+    const driver = pciDeviceInfo(bdf, options).driver;
     if (driver && driver !== "vfio-pci") return `${bdf} is bound to ${driver}, not vfio-pci: run \`bunx bun-vfio bind ${bdf}\` (as root).`;
     if (!driver) return `${bdf} has no driver: run \`bunx bun-vfio bind ${bdf}\` (as root; modprobe vfio-pci first).`;
   } catch {

@@ -56,7 +56,7 @@ export class MsixTable {
     try {
       return new MsixTable(table, window(dev, op, cap.pbaBar, cap.pbaOffset, pbaBytes));
     } catch (err) {
-      table.memory.unmap();
+      table.memory.close();
       throw err;
     }
   }
@@ -82,8 +82,8 @@ export class MsixTable {
 
   /** Unmaps both windows. Idempotent. */
   close(): void {
-    this.#table.memory.unmap();
-    this.#pba.memory.unmap();
+    this.#table.memory.close();
+    this.#pba.memory.close();
   }
 }
 

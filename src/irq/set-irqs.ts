@@ -12,7 +12,7 @@ import { irqIndexName, type IrqDevice } from "./port.ts";
 const OP = "VFIO_DEVICE_SET_IRQS";
 
 /** One SET_IRQS ioctl; returns the kernel's (non-negative) result, throws a VfioError on failure. */
-function setIrqs(dev: IrqDevice, index: number, start: number, count: number, action: number, data: IrqSetData, hints: Hints): number {
+export function setIrqs(dev: IrqDevice, index: number, start: number, count: number, action: number, data: IrqSetData, hints: Hints): number {
   const fd = dev.unsafeFd;
   return check(sys().ioctl(fd, V.VFIO_DEVICE_SET_IRQS, encodeIrqSet(index, start, count, action, data)), OP, dev.path, hints);
 }

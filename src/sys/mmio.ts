@@ -72,7 +72,7 @@ export interface MapOptions {
   noBackstop?: boolean;
 }
 
-/** A live mmap(2) of `length` bytes, released by `unmap()`. */
+/** A live mmap(2) of `length` bytes, released by `close()` (or `using`). */
 export class MappedMemory {
   readonly #pointer: Pointer;
   readonly #view: MemoryView;
@@ -214,7 +214,7 @@ export class MappedMemory {
    * Detach every view, then munmap(2). Idempotent. After this, any access
    * throws a VfioError (ECLOSED) instead of faulting.
    */
-  unmap(): void {
+  close(): void {
     if (!this.#live) return;
     this.#live = false;
     unmapLeaked.unregister(this);
@@ -222,8 +222,7 @@ export class MappedMemory {
     check(sys().munmap(this.#pointer, this.length), "munmap", this.path);
   }
 
-  /** Same as {@link unmap}, for `using`. */
   [Symbol.dispose](): void {
-    this.unmap();
+    this.close();
   }
 }

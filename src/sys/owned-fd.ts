@@ -42,6 +42,22 @@ export class OwnedFd {
     return check(sys().ioctl(this.get(op), request, arg), op, this.path, hints);
   }
 
+  /**
+   * A *_GET_INFO ioctl whose struct starts with `argsz`: called with the
+   * buffer `make(0)` builds, and again with `make(argsz)` when the kernel
+   * asks for more room (capability chains). Returns the filled buffer.
+   */
+  query(op: string, request: number, make: (argsz: number) => Uint8Array, hints?: Hints): Uint8Array {
+    let buf = make(0);
+    this.ioctl(op, request, buf, hints);
+    const wanted = new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0, true);
+    if (wanted > buf.byteLength) {
+      buf = make(wanted);
+      this.ioctl(op, request, buf, hints);
+    }
+    return buf;
+  }
+
   /** ioctl(2) returning the raw result (`-errno` on failure) for callers that handle some errors themselves. */
   tryIoctl(op: string, request: number, arg: Uint8Array | number): number {
     return sys().ioctl(this.get(op), request, arg);

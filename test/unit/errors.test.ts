@@ -72,8 +72,8 @@ describe("errors users hit", () => {
     mem.write32(8, 0xcafe);
     expect(mem.read32(8)).toBe(0xcafe);
     const view = mem.bytes;
-    mem.unmap();
-    mem.unmap();
+    mem.close();
+    mem.close();
     expect(view.byteLength).toBe(0); // detached: no way to touch unmapped memory
     expect(vfioError(() => mem.read32(8)).code).toBe("ECLOSED");
     expect(vfioError(() => mem.address).code).toBe("ECLOSED");

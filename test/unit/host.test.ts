@@ -15,7 +15,7 @@ import {
   normalizeBdf,
   parseBdf,
   parseResourceFile,
-  pciDevice,
+  pciDeviceInfo,
   releaseFromVfio,
   type SysfsWriter,
 } from "../../src/host/index.ts";
@@ -195,7 +195,7 @@ describe("listPciDevices / pciDevice", () => {
   });
 
   test("parses the resource file into BAR windows", () => {
-    const { resources } = pciDevice(NVME, { root });
+    const { resources } = pciDeviceInfo(NVME, { root });
     expect(resources).toHaveLength(7);
     expect(resources[0]).toEqual({
       index: 0,
@@ -218,11 +218,11 @@ describe("listPciDevices / pciDevice", () => {
   });
 
   test("accepts the short address form", () => {
-    expect(pciDevice("01:00.0", { root }).bdf).toBe(NVME);
+    expect(pciDeviceInfo("01:00.0", { root }).bdf).toBe(NVME);
   });
 
   test("names come from pci.ids: vendor, device, subsystem and class", () => {
-    expect(pciDevice(NVME, { root }).names).toEqual({
+    expect(pciDeviceInfo(NVME, { root }).names).toEqual({
       vendor: "Red Hat, Inc.",
       device: "QEMU NVM Express Controller",
       subsystem: "QEMU Virtual Machine",
@@ -253,7 +253,7 @@ describe("listPciDevices / pciDevice", () => {
   });
 
   test("a missing device is ENODEV with a hint naming the list commands", () => {
-    const err = caught(() => pciDevice("0000:09:00.0", { root }));
+    const err = caught(() => pciDeviceInfo("0000:09:00.0", { root }));
     expect(err.code).toBe("ENODEV");
     expect(err.errno).toBe(19);
     expect(err.path).toBe(join(root, "sys/bus/pci/devices/0000:09:00.0"));
@@ -261,7 +261,7 @@ describe("listPciDevices / pciDevice", () => {
   });
 
   test("a bad address is EINVAL before sysfs is touched", () => {
-    expect(caught(() => pciDevice("nvme0", { root })).code).toBe("EINVAL");
+    expect(caught(() => pciDeviceInfo("nvme0", { root })).code).toBe("EINVAL");
   });
 
   test("a root without sysfs is ENOENT naming the directory", () => {

@@ -159,7 +159,7 @@ describe("the MSI-X table on every path", () => {
     expect(err.hint).toContain("unsafeMapMsixTable");
     expect(vfioError(() => region.map()).code).toBe("EPERM");
     expect(region.map({ offset: 0, length: 0x1000 }).read32(0)).toBe(0); // registers only: fine
-    region.map({ offset: 0x2000, length: 0x1000, unsafeMapMsixTable: true }).unmap();
+    region.map({ offset: 0x2000, length: 0x1000, unsafeMapMsixTable: true }).close();
     expect(vfioError(() => region.write32(0x2008, 0xef)).code).toBe("EPERM");
     const strict = dev.bar(0, { policy: "strict", allowMsixWrites: true });
     expect(strict.plan.ranges.find((r) => r.start === 0x2000)?.access).toBe("trap");

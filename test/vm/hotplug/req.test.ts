@@ -9,7 +9,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
-import { Container } from "../../../src/index.ts";
+import { Container, DmaBuffer } from "../../../src/index.ts";
 import { findAll, IDS } from "../ground-truth.ts";
 import { haveMonitor, qmp, waitForEvent } from "../qmp.ts";
 
@@ -37,7 +37,10 @@ test("device_del: the kernel asks through REQ, autoRelease closes the device, an
 
   const container = Container.open();
   containers.push(container);
-  const dev = container.addGroup(bdf!).openPciDevice(bdf!);
+  const group = container.addGroup(bdf!);
+  const dev = group.openPciDevice(bdf!);
+  const second = group.openPciDevice(bdf!); // another open instance: the unplug waits for it too
+  const buf = DmaBuffer.allocate(container, 4096);
   dev.enableMemory();
   dev.enableBusMaster();
   const vectors = dev.msix.enable(2);
@@ -51,6 +54,12 @@ test("device_del: the kernel asks through REQ, autoRelease closes the device, an
   expect(requests.length).toBeGreaterThanOrEqual(1);
   expect(dev.closed).toBe(true);
   expect((await pending)?.message).toContain("the device was closed");
+  expect(second.closed).toBe(true);
   expect(existsSync(`${PCI}/${bdf}`)).toBe(false);
   expect(readFileSync("/proc/interrupts", "utf8")).not.toContain(`(${bdf})`);
+  // The kernel detached the group and dropped its mappings: the library notices instead of failing with EINVAL.
+  expect(group.status().containerSet).toBe(false);
+  expect(container.groups).toEqual([]);
+  expect(buf.closed).toBe(true);
+  buf.close();
 });

@@ -69,7 +69,7 @@ describe("the MSI-X table without isolation", () => {
     // the loudly named opt-in maps it (and nothing is written here)
     const unsafe = dev.region(msix.tableBar).map({ offset: tablePage, length: page, unsafeMapMsixTable: true });
     expect(vfioMaps().length).toBe(before + 1);
-    unsafe.unmap();
+    unsafe.close();
     expect(vfioMaps().length).toBe(before);
   });
 

@@ -73,7 +73,7 @@ describe("group + device (nvme)", () => {
       container.mapDma({ vaddr: mem.address, iova: 0x200000n, size: 0x2000, write: false });
       expect(container.unmapAllDma()).toBe(0x2000n);
     } finally {
-      mem.unmap();
+      mem.close();
     }
   });
 
@@ -125,7 +125,7 @@ describe("group + device (nvme)", () => {
     expect(bar0.read32(0x14)).toBe(0x00460000);
     bar0.write32(0x14, 0);
     expect(map.read32(0x14)).toBe(0);
-    map.unmap();
+    map.close();
     expect(vfioError(() => map.read32(0x08)).code).toBe("ECLOSED");
   });
 

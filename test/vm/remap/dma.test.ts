@@ -288,7 +288,7 @@ describe("IOMMU protection", () => {
       eduDma(bar, { toRam: true }, dst.iova, 0, EDU.MAX_TRANSFER);
       expect(dst.read(0, EDU.MAX_TRANSFER)).toEqual(pattern(EDU.MAX_TRANSFER, 3));
     } finally {
-      mem.unmap();
+      mem.close();
       container.iovaAllocator.free(hole);
     }
   }, 30_000);
