@@ -183,17 +183,21 @@ export class Container implements DmaSpace, Disposable {
     if (opts.iommuType !== undefined) oneOf(op, "iommuType", opts.iommuType, IOMMU_TYPES, this.path);
     const given = groupOrBdf instanceof Group;
     const group = given ? groupOrBdf : Group.open(groupOrBdf, opts);
+    let attachedHere = false;
     try {
       attachGroup(group, this.#link);
+      attachedHere = true;
       this.#groups.add(group);
       if (this.#iommuType === undefined) this.setIommu(opts.iommuType);
       // A group joining an IOMMU already in use may bring reserved regions of its own.
       else if (this.#iovaAllocator && this.canMap) this.#iovaAllocator.restrictTo(this.iommuInfo().iovaRanges ?? DEFAULT_IOVA_RANGES);
     } catch (err) {
-      if (given) {
+      // Undo only what this call did: a group attached elsewhere stays there.
+      if (!given) group.close();
+      else if (attachedHere) {
         this.#groups.delete(group);
-        if (group.attached) group.unsetContainer();
-      } else group.close();
+        group.unsetContainer();
+      }
       throw err;
     }
     return group;

@@ -137,7 +137,9 @@ export class Group implements Disposable {
   /** Whether the group is viable and attached. Internally this calls VFIO_GROUP_GET_STATUS. */
   status(): GroupStatus {
     const buf = argszBuffer(SIZEOF.vfio_group_status);
-    this.#fd.ioctl("VFIO_GROUP_GET_STATUS", V.VFIO_GROUP_GET_STATUS, buf);
+    this.#fd.ioctl("VFIO_GROUP_GET_STATUS", V.VFIO_GROUP_GET_STATUS, buf, {
+      ENODEV: "Every device of the group was removed (hot-unplug or unbind): the group is gone; close it.",
+    });
     return decodeGroupStatus(buf);
   }
 
