@@ -53,6 +53,7 @@ export class PciDevice extends Device {
   readonly #bars = new Set<Bar>();
   #interrupts: DeviceInterrupts | undefined;
   #msix: { cap: MsixCapability; spans: MsixSpan[][] } | null | undefined;
+  #verdict: { iommuType: string | undefined; verdict: IsolationVerdict } | undefined;
 
   /** @internal Created by a backend (Group.openPciDevice). */
   constructor(handle: DeviceHandle, host: HostOptions = {}, options: PciDeviceOptions = {}) {
@@ -137,9 +138,18 @@ export class PciDevice extends Device {
     return this.#msix ?? undefined;
   }
 
+  /**
+   * The host's MSI isolation as this device sees it. Read once per IOMMU
+   * type: the evidence that counts ("the kernel checked when the group was
+   * attached") does not change while the device is open, and reading
+   * /proc/interrupts on every bar() would dominate short-lived accessors.
+   */
   #isolation(): IsolationVerdict {
     const iommuType = this.attachment.iommuType as "type1" | "type1v2" | "noiommu" | undefined;
-    return detectIsolation({ root: this.host.root, container: { iommuType, attached: iommuType !== undefined } });
+    if (this.#verdict?.iommuType !== iommuType || this.#verdict === undefined) {
+      this.#verdict = { iommuType, verdict: detectIsolation({ root: this.host.root, container: { iommuType, attached: iommuType !== undefined } }) };
+    }
+    return this.#verdict.verdict;
   }
 
   #irq(): DeviceInterrupts {
