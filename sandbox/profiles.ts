@@ -120,6 +120,8 @@ export const PROFILES: Record<string, Profile> = {
     description: "arm64 virt, SMMUv3, GICv3 ITS (MSIs isolated), 4 KiB pages; nvme, e1000e, edu on vfio-pci",
     arm64: { pageKiB: 4, msi: "its" },
     devices: [NVME, E1000E, EDU],
+    // The remap suites assert each platform's own ground truth (test/vm/platform.ts).
+    extraTestDirs: ["test/vm/remap"],
     scratch: { "nvme0.img": 64 },
   },
   "arm64-16k": {

@@ -3,6 +3,7 @@
  * are attached to, and the DMA map/unmap of the type1 IOMMU backend.
  */
 import { VfioError, invalidArgument } from "../errors.ts";
+import { missingIsolationHint } from "../host/isolation.ts";
 import { O_RDWR } from "../sys/libc.ts";
 import { openPath } from "../sys/fd.ts";
 import { OwnedFd } from "../sys/owned-fd.ts";
@@ -29,9 +30,7 @@ const IOMMU_TYPE_IDS: Record<IommuType, number> = {
 
 /** Hints for attaching a group to an IOMMU (VFIO_SET_IOMMU, and SET_CONTAINER once the IOMMU is set). */
 export const ATTACH_HINTS: Hints = {
-  EPERM:
-    "This host does not isolate MSIs (no interrupt remapping): enable it (intel_iommu=on / amd_iommu=on with IR), " +
-    "or accept the risk with `echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts`.",
+  EPERM: missingIsolationHint(),
   EBUSY: "The group is already attached to a container (in this or another process); close that first.",
   ENODEV: "No IOMMU backend accepted the group: load vfio_iommu_type1 (modprobe vfio_iommu_type1).",
   EINVAL: "The container already uses another IOMMU type, or the group's IOMMU does not support it.",
