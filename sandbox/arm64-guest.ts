@@ -59,6 +59,10 @@ export interface Arm64Userland {
   busybox: string;
   /** Unpacked libc6:arm64 (holds `usr/lib/aarch64-linux-gnu` and `usr/lib/ld-linux-aarch64.so.1`). */
   libc: string;
+  /** More unpacked packages whose `usr/lib/aarch64-linux-gnu/*.so*` go in (prlimit's and setpriv's libraries). */
+  libs: string[];
+  /** Binaries copied to `usr/bin` (util-linux's prlimit and setpriv, which the memlock test runs). */
+  bins: string[];
 }
 
 async function ensurePackage(pkg: string, probe: string): Promise<string> {
@@ -74,7 +78,9 @@ async function ensurePackage(pkg: string, probe: string): Promise<string> {
 export async function ensureArm64Userland(): Promise<Arm64Userland> {
   const bb = await ensurePackage("busybox-static", "usr/bin/busybox");
   const libc = await ensurePackage("libc6", "usr/lib/aarch64-linux-gnu/libc.so.6");
-  return { busybox: join(bb, "usr", "bin", "busybox"), libc };
+  const ul = await ensurePackage("util-linux", "usr/bin/prlimit");
+  const libs = [await ensurePackage("libsmartcols1", "usr/lib/aarch64-linux-gnu"), await ensurePackage("libcap-ng0", "usr/lib/aarch64-linux-gnu")];
+  return { busybox: join(bb, "usr", "bin", "busybox"), libc, libs, bins: [join(ul, "usr/bin/prlimit"), join(ul, "usr/bin/setpriv")] };
 }
 
 /** The npm package holding Bun for Linux on aarch64 (glibc). */

@@ -5,8 +5,8 @@
  * in the cache and is reached over 9p (90 MB unpacked under TCG at every
  * boot would cost more than reading the pages Bun touches).
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import type { Arm64Userland } from "./arm64-guest.ts";
 import { arm64CacheDir } from "./debian-arm64.ts";
 import { buildCpio, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, type CpioEntry } from "./cpio.ts";
@@ -22,8 +22,10 @@ const LIB_DIR = "usr/lib/aarch64-linux-gnu";
 function glibcEntries(libc: string): CpioEntry[] {
   const src = join(libc, LIB_DIR);
   return readdirSync(src, { withFileTypes: true })
-    .filter((e) => e.isFile() && /\.so(\.\d+)*$/.test(e.name))
-    .map((e) => ({ path: `${LIB_DIR}/${e.name}`, mode: S_IFREG | 0o755, data: readFileSync(join(src, e.name)) }));
+    .filter((e) => (e.isFile() || e.isSymbolicLink()) && /\.so(\.\d+)*$/.test(e.name))
+    .map((e) => e.isSymbolicLink()
+      ? { path: `${LIB_DIR}/${e.name}`, mode: S_IFLNK | 0o777, data: readlinkSync(join(src, e.name)) }
+      : { path: `${LIB_DIR}/${e.name}`, mode: S_IFREG | 0o755, data: readFileSync(join(src, e.name)) });
 }
 
 /**
@@ -37,7 +39,7 @@ export async function ensureArm64Initramfs(kernel: GuestKernel, userland: Arm64U
   const script = initScript({ ownRoot: true });
   const bb = statSync(userland.busybox);
   const libc = statSync(join(userland.libc, LIB_DIR, "libc.so.6"));
-  const key = Bun.hash(JSON.stringify([script, GUEST_MODULES, kernel.version, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs, libc.size, libc.mtimeMs])).toString(16);
+  const key = Bun.hash(JSON.stringify([script, GUEST_MODULES, kernel.version, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs, libc.size, libc.mtimeMs, userland.libs, userland.bins])).toString(16);
   const dir = join(arm64CacheDir(), "initramfs");
   const path = join(dir, `${kernel.version}-${key}.cpio.gz`);
   if (existsSync(path)) return path;
@@ -56,6 +58,9 @@ export async function ensureArm64Initramfs(kernel: GuestKernel, userland: Arm64U
     { path: "etc/group", mode: S_IFREG | 0o644, data: "root:x:0:\n" },
     { path: "init", mode: S_IFREG | 0o755, data: script },
     ...glibcEntries(userland.libc),
+    ...userland.libs.flatMap(glibcEntries),
+    { path: "usr/bin", mode: S_IFDIR | 0o755 },
+    ...userland.bins.map((b) => ({ path: `usr/bin/${basename(b)}`, mode: S_IFREG | 0o755, data: readFileSync(b) })),
     ...modules.map((m) => ({ path: `usr/lib/modules/${m.name}.ko`, mode: S_IFREG | 0o644, data: m.data })),
     { path: "usr/lib/modules/order", mode: S_IFREG | 0o644, data: `${modules.map((m) => m.name).join("\n")}\n` },
   ];
