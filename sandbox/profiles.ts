@@ -129,6 +129,7 @@ export const PROFILES: Record<string, Profile> = {
     description: "arm64 virt, SMMUv3, GICv3 ITS, 16 KiB pages (nvme BAR0 is one page); nvme, e1000e, edu on vfio-pci",
     arm64: { pageKiB: 16, msi: "its" },
     devices: [NVME, E1000E, EDU],
+    extraTestDirs: ["test/vm/remap"],
     scratch: { "nvme0.img": 64 },
   },
   "arm64-16k-gicv2m": {

@@ -76,7 +76,8 @@ describe("nvme BAR0 with interrupt remapping", () => {
     const bar = nvme.bar(0, { policy: "strict" });
     const holeStart = Math.floor(msix.tableOffset / page) * page;
     expect(bar.plan.rule).toBe(4);
-    expect(bar.plan.ranges.filter((r) => r.access === "mmap").map((r) => [r.start, r.end])).toEqual([[0, holeStart]]);
+    // On 16 KiB pages the table's page is the whole 16 KiB BAR: nothing is left to map.
+    expect(bar.plan.ranges.filter((r) => r.access === "mmap").map((r) => [r.start, r.end])).toEqual(holeStart > 0 ? [[0, holeStart]] : []);
     expect(bar.plan.trappedBytes).toBe(size - holeStart); // the table's page and the PBA's page
     expect(bar.read32(0x08)).toBe(0x10400); // mapped side
     expect(bar.read64(msix.pbaOffset)).toBe(0n); // trapped side: no vector pending, MSI-X disabled
