@@ -74,6 +74,15 @@ export const E1000E: GuestDevice = {
 /** QEMU's educational device (1234:11e8): MSI, DMA engine, 1 MiB BAR0. */
 export const EDU: GuestDevice = { name: "edu", vendor: "1234", device: "11e8", vfio: true, qemu: ["-device", "edu"] };
 
+/**
+ * What every arm64 profile adds: QEMU's pci-testdev (1b36:0005), not in
+ * `devices` (no guest driver claims it and /init leaves it unbound, so it has
+ * no IOMMU group until something binds it), and the arm64-only suites.
+ */
+const ARM64_COMMON = {
+  qemuExtra: ["-device", "pci-testdev"],
+};
+
 /** All profiles, by name. */
 export const PROFILES: Record<string, Profile> = {
   remap: {
@@ -121,7 +130,8 @@ export const PROFILES: Record<string, Profile> = {
     arm64: { pageKiB: 4, msi: "its" },
     devices: [NVME, E1000E, EDU],
     // The remap suites assert each platform's own ground truth (test/vm/platform.ts).
-    extraTestDirs: ["test/vm/remap"],
+    extraTestDirs: ["test/vm/arm64-all", "test/vm/remap"],
+    ...ARM64_COMMON,
     scratch: { "nvme0.img": 64 },
   },
   "arm64-16k": {
@@ -129,7 +139,8 @@ export const PROFILES: Record<string, Profile> = {
     description: "arm64 virt, SMMUv3, GICv3 ITS, 16 KiB pages (nvme BAR0 is one page); nvme, e1000e, edu on vfio-pci",
     arm64: { pageKiB: 16, msi: "its" },
     devices: [NVME, E1000E, EDU],
-    extraTestDirs: ["test/vm/remap"],
+    extraTestDirs: ["test/vm/arm64-all", "test/vm/remap"],
+    ...ARM64_COMMON,
     scratch: { "nvme0.img": 64 },
   },
   "arm64-16k-gicv2m": {
@@ -137,6 +148,8 @@ export const PROFILES: Record<string, Profile> = {
     description: "arm64 virt, SMMUv3, GICv2m (no MSI isolation; allow_unsafe_interrupts=1), 16 KiB pages; nvme, e1000e, edu on vfio-pci",
     arm64: { pageKiB: 16, msi: "gicv2m" },
     devices: [NVME, E1000E, EDU],
+    extraTestDirs: ["test/vm/arm64-all"],
+    ...ARM64_COMMON,
     moduleOptions: ["vfio_iommu_type1.allow_unsafe_interrupts=1"],
     scratch: { "nvme0.img": 64 },
   },

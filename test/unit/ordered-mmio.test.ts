@@ -2,7 +2,7 @@
  * Ordered MMIO stubs: the exact instructions per architecture (pinned
  * bytes, with the assembly they encode), and the host's stubs executed on an
  * anonymous mapping. In the arm64 guest this same file executes the arm64
- * stubs for real (the arm64 profiles run it from test/vm/arm64-16k).
+ * stubs for real (every arm64 profile runs it from test/vm/arm64-all).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { FFIType } from "bun:ffi";
