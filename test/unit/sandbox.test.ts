@@ -70,6 +70,10 @@ describe("apt source derivation", () => {
       expect(deriveBackportsSource(etc, "bookworm")).toMatchObject({ fileName: "bun-vfio-backports.list", from: join(etc, "sources.list") });
       writeFileSync(join(etc, "sources.list.d", "debian.sources"), DEB822);
       expect(deriveBackportsSource(etc, "bookworm")).toMatchObject({ fileName: "bun-vfio-backports.sources" });
+      // the arm64 guest's suite, from the same main-archive stanza
+      const trixie = deriveBackportsSource(etc, "bookworm", "trixie")!;
+      expect(trixie.fileName).toBe("bun-vfio-trixie.sources");
+      expect(trixie.text).toContain("Suites: trixie\n");
     } finally {
       rmSync(etc, { recursive: true, force: true });
     }
