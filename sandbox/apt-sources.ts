@@ -58,14 +58,14 @@ function field(s: Stanza, name: string): string | undefined {
  * @param stanzas parsed stanzas of a `.sources` file
  * @param codename the host's release codename (e.g. `bookworm`)
  */
-export function backportsFromDeb822(stanzas: Stanza[], codename: string): string | null {
+export function backportsFromDeb822(stanzas: Stanza[], codename: string, suite: string = KERNEL_SUITE): string | null {
   for (const s of stanzas) {
     const types = (field(s, "Types") ?? "").split(/\s+/);
     const suites = (field(s, "Suites") ?? "").split(/\s+/);
     const uris = field(s, "URIs");
     if (!types.includes("deb") || !suites.includes(codename) || !uris) continue;
     if ((field(s, "Enabled") ?? "yes").toLowerCase() === "no") continue;
-    const lines = ["Types: deb", `URIs: ${uris}`, `Suites: ${KERNEL_SUITE}`, "Components: main"];
+    const lines = ["Types: deb", `URIs: ${uris}`, `Suites: ${suite}`, "Components: main"];
     const signedBy = field(s, "Signed-By");
     if (signedBy) lines.push(`Signed-By: ${signedBy}`);
     return `${lines.join("\n")}\n`;
@@ -81,12 +81,12 @@ export function backportsFromDeb822(stanzas: Stanza[], codename: string): string
  * @param text the file's contents
  * @param codename the host's release codename
  */
-export function backportsFromOneLine(text: string, codename: string): string | null {
+export function backportsFromOneLine(text: string, codename: string, suite: string = KERNEL_SUITE): string | null {
   for (const raw of text.split("\n")) {
     const line = raw.replace(/#.*$/, "").trim();
     const m = /^deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+/.exec(line);
     if (!m || m[3] !== codename) continue;
-    return `deb ${m[1] ?? ""}${m[2]} ${KERNEL_SUITE} main\n`;
+    return `deb ${m[1] ?? ""}${m[2]} ${suite} main\n`;
   }
   return null;
 }
@@ -115,11 +115,14 @@ export interface DerivedSource {
 /**
  * Find the host's main Debian archive in `/etc/apt/sources.list.d/debian.sources`,
  * then `/etc/apt/sources.list`, then any other file of `sources.list.d`, and
- * derive the backports source from it. Returns null when nothing matches.
+ * derive the backports source (or `suite`, e.g. `trixie` for the arm64
+ * guest) from it. Returns null when nothing matches.
  * @param etcApt the apt configuration folder (tests pass a fixture folder)
  * @param codename the host's release codename
+ * @param suite the suite to point at (default {@link KERNEL_SUITE})
  */
-export function deriveBackportsSource(etcApt = "/etc/apt", codename = hostCodename()): DerivedSource | null {
+export function deriveBackportsSource(etcApt = "/etc/apt", codename = hostCodename(), suite: string = KERNEL_SUITE): DerivedSource | null {
+  const base = suite === KERNEL_SUITE ? "bun-vfio-backports" : `bun-vfio-${suite}`;
   const partsDir = join(etcApt, "sources.list.d");
   const candidates = [join(partsDir, "debian.sources"), join(etcApt, "sources.list")];
   if (existsSync(partsDir)) {
@@ -131,11 +134,11 @@ export function deriveBackportsSource(etcApt = "/etc/apt", codename = hostCodena
     if (!existsSync(path)) continue;
     const text = readFileSync(path, "utf8");
     if (path.endsWith(".sources")) {
-      const out = backportsFromDeb822(parseDeb822(text), codename);
-      if (out) return { fileName: "bun-vfio-backports.sources", text: out, from: path };
+      const out = backportsFromDeb822(parseDeb822(text), codename, suite);
+      if (out) return { fileName: `${base}.sources`, text: out, from: path };
     } else {
-      const out = backportsFromOneLine(text, codename);
-      if (out) return { fileName: "bun-vfio-backports.list", text: out, from: path };
+      const out = backportsFromOneLine(text, codename, suite);
+      if (out) return { fileName: `${base}.list`, text: out, from: path };
     }
   }
   return null;

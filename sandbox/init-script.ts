@@ -9,8 +9,15 @@ import { CTL, GUEST_RESULTS_DIR, INIT_PREFIX, MARK_EXIT, MARK_INIT, MARK_RUN, SH
 /** 9p message size: bigger is faster; the kernel caps it for virtio. */
 const MSIZE = 512000;
 
-/** The text of /init. Modules are expected in `/lib/modules/<name>.ko`, their order in `/lib/modules/order`. */
-export function initScript(): string {
+/**
+ * The text of /init. Modules are expected in `/lib/modules/<name>.ko`, their
+ * order in `/lib/modules/order`. x86 (default): chroot into the host's `/`
+ * shared read-only. `ownRoot` (the arm64 guest): the initramfs is the root,
+ * the host's `/` is mounted on `/host` and only the working directory is
+ * bound in at its own path; `$GUEST_BUN` (from job.sh) is linked as
+ * `/usr/local/bin/bun`.
+ */
+export function initScript(opts: { ownRoot?: boolean } = {}): string {
   return `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -34,7 +41,7 @@ for m in $(cat /lib/modules/order); do
   insmod /lib/modules/$m.ko $opts || die "insmod $m$opts failed"
 done
 
-R=/root
+${opts.ownRoot ? "R=/host; mkdir -p $R" : "R=/root"}
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=${MSIZE},cache=loose ${TAG_HOST} $R || die "cannot mount the host's / (9p tag ${TAG_HOST})"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE} ${TAG_SHARE} /share || die "cannot mount the results share (9p tag ${TAG_SHARE})"
 [ -f /share/${CTL.job} ] || die "no /share/${CTL.job}"
@@ -59,18 +66,10 @@ for id in $BIND; do
   [ $found = 1 ] || die "no PCI device $id in the guest"
 done
 
-# The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
-mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
-case "$WORKDIR" in /tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
-mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
-mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
-case "$WORKDIR" in /tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR" || die "cannot bind $WORKDIR";; esac
-mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
-
-echo 1 > /proc/sys/kernel/printk
+${opts.ownRoot ? OWN_ROOT : CHROOT}echo 1 > /proc/sys/kernel/printk
 cat /proc/kmsg > /share/${CTL.kernelLog} &
 echo "${MARK_RUN}"
-env -i chroot $R /bin/sh -c "$(cat /share/${CTL.cmd})" </dev/null
+env -i ${opts.ownRoot ? "" : "chroot $R "}/bin/sh -c "$(cat /share/${CTL.cmd})" </dev/null
 st=$?
 echo $st > /share/${CTL.status}
 echo "${MARK_EXIT}$st>>"
@@ -79,3 +78,22 @@ poweroff -f
 sleep 30
 `;
 }
+
+/** x86: the chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share. */
+const CHROOT = `# The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
+mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
+case "$WORKDIR" in /tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
+mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
+mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
+case "$WORKDIR" in /tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR" || die "cannot bind $WORKDIR";; esac
+mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
+
+`;
+
+/** arm64: the initramfs is the root; the working directory and the guest's Bun come from the host's / on $R. */
+const OWN_ROOT = `mkdir -p /dev/shm /tmp /usr/local/bin && mount -t tmpfs -o mode=1777 shm /dev/shm && mount -t tmpfs -o mode=1777 tmp /tmp || die "cannot mount tmpfs"
+[ -x "$R$GUEST_BUN" ] || die "no Bun for the guest at $GUEST_BUN"
+ln -sf "$R$GUEST_BUN" /usr/local/bin/bun
+mkdir -p "$WORKDIR" && mount -o bind "$R$WORKDIR" "$WORKDIR" || die "cannot bind $WORKDIR"
+mkdir -p $RESULTS && mount -o bind /share/${SHARE_OUT} $RESULTS || die "cannot bind the results share"
+`;

@@ -18,15 +18,24 @@ export interface CommandSpec {
   cwd: string;
   /** Extra environment for the command. */
   env?: Record<string, string>;
+  /** arm64 guests: the guest's own Bun (`/usr/local/bin/bun`), used for a leading `bun` and first in PATH. */
+  guestBun?: string;
 }
 
-/** `ctl/job.sh`: shell variables read by /init. */
-export function jobScript(profile: Profile, cwd: string): string {
+/** Where the arm64 guest's /init links its Bun. */
+export const GUEST_BUN_PATH = "/usr/local/bin/bun";
+
+/**
+ * `ctl/job.sh`: shell variables read by /init.
+ * @param hostBun arm64 guests: host path of the aarch64 Bun, reached by the guest under the host's `/`
+ */
+export function jobScript(profile: Profile, cwd: string, hostBun?: string): string {
   const bind = profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`);
   return [
     `BIND=${shQuote(bind.join(" "))}`,
     `WORKDIR=${shQuote(cwd)}`,
     `RESULTS=${shQuote(GUEST_RESULTS_DIR)}`,
+    ...(hostBun ? [`GUEST_BUN=${shQuote(hostBun)}`] : []),
     "",
   ].join("\n");
 }
@@ -38,7 +47,8 @@ export function jobScript(profile: Profile, cwd: string): string {
  * colour settings passed through, then the caller's `env`.
  */
 export function guestEnv(spec: CommandSpec): Record<string, string> {
-  const bunDirs = [dirname(process.execPath), ...(Bun.which("bun") ? [dirname(Bun.which("bun")!)] : [])];
+  // The project's node_modules/.bin holds the host's Bun: on arm64 the guest's own comes first.
+  const bunDirs = spec.guestBun ? [dirname(spec.guestBun)] : [dirname(process.execPath), ...(Bun.which("bun") ? [dirname(Bun.which("bun")!)] : [])];
   const path = [...new Set([...bunDirs, join(spec.cwd, "node_modules", ".bin"),
     "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])];
   const env: Record<string, string> = {
@@ -62,6 +72,6 @@ export function commandScript(spec: CommandSpec): string {
   const exports = Object.entries(env)
     .filter(([k]) => isEnvName(k))
     .map(([k, v]) => `export ${k}=${shQuote(v)}`);
-  const argv = spec.command.map((a, i) => (i === 0 && a === "bun" ? process.execPath : a));
+  const argv = spec.command.map((a, i) => (i === 0 && a === "bun" ? (spec.guestBun ?? process.execPath) : a));
   return [`cd ${shQuote(spec.cwd)} || exit 126`, ...exports, `exec ${argv.map(shQuote).join(" ")}`, ""].join("\n");
 }

@@ -18,14 +18,27 @@ export interface GuestDevice {
   qemu: string[];
 }
 
+/**
+ * An arm64 guest (QEMU `virt` with an SMMUv3, Debian trixie's arm64 kernel,
+ * a small root of its own). Absent: an x86-64 q35 guest with intel-iommu.
+ */
+export interface Arm64Platform {
+  /** Kernel page size: Debian's `arm64` flavour (4 KiB) or `arm64-16k` (16 KiB). */
+  pageKiB: 4 | 16;
+  /** MSI controller: `its` (GICv3 ITS, MSIs isolated) or `gicv2m` (GICv2m, no isolation). */
+  msi: "its" | "gicv2m";
+}
+
 /** A guest configuration: devices, IOMMU, options, test suites. */
 export interface Profile {
   /** Name used on the command line and as `$BUN_VFIO_PROFILE` in the guest. */
   name: string;
   /** One line for `--list-profiles`. */
   description: string;
-  /** QEMU intel-iommu `intremap`: interrupt remapping on or off. */
-  intremap: boolean;
+  /** x86 only: QEMU intel-iommu `intremap`, interrupt remapping on or off. */
+  intremap?: boolean;
+  /** Set for arm64 guests (see {@link Arm64Platform}). */
+  arm64?: Arm64Platform;
   /** Devices, in QEMU command-line order. */
   devices: GuestDevice[];
   /** Extra QEMU arguments placed before the devices (buses, bridges). */
@@ -60,6 +73,15 @@ export const E1000E: GuestDevice = {
 
 /** QEMU's educational device (1234:11e8): MSI, DMA engine, 1 MiB BAR0. */
 export const EDU: GuestDevice = { name: "edu", vendor: "1234", device: "11e8", vfio: true, qemu: ["-device", "edu"] };
+
+/**
+ * What every arm64 profile adds: QEMU's pci-testdev (1b36:0005), not in
+ * `devices` (no guest driver claims it and /init leaves it unbound, so it has
+ * no IOMMU group until something binds it), and the arm64-only suites.
+ */
+const ARM64_COMMON = {
+  qemuExtra: ["-device", "pci-testdev"],
+};
 
 /** All profiles, by name. */
 export const PROFILES: Record<string, Profile> = {
@@ -101,6 +123,35 @@ export const PROFILES: Record<string, Profile> = {
     ],
     scratch: { "nvme-hp.img": 16 },
     monitor: true,
+  },
+  arm64: {
+    name: "arm64",
+    description: "arm64 virt, SMMUv3, GICv3 ITS (MSIs isolated), 4 KiB pages; nvme, e1000e, edu on vfio-pci",
+    arm64: { pageKiB: 4, msi: "its" },
+    devices: [NVME, E1000E, EDU],
+    // The remap suites assert each platform's own ground truth (test/vm/platform.ts).
+    extraTestDirs: ["test/vm/arm64-all", "test/vm/remap"],
+    ...ARM64_COMMON,
+    scratch: { "nvme0.img": 64 },
+  },
+  "arm64-16k": {
+    name: "arm64-16k",
+    description: "arm64 virt, SMMUv3, GICv3 ITS, 16 KiB pages (nvme BAR0 is one page); nvme, e1000e, edu on vfio-pci",
+    arm64: { pageKiB: 16, msi: "its" },
+    devices: [NVME, E1000E, EDU],
+    extraTestDirs: ["test/vm/arm64-all", "test/vm/remap"],
+    ...ARM64_COMMON,
+    scratch: { "nvme0.img": 64 },
+  },
+  "arm64-16k-gicv2m": {
+    name: "arm64-16k-gicv2m",
+    description: "arm64 virt, SMMUv3, GICv2m (no MSI isolation; allow_unsafe_interrupts=1), 16 KiB pages; nvme, e1000e, edu on vfio-pci",
+    arm64: { pageKiB: 16, msi: "gicv2m" },
+    devices: [NVME, E1000E, EDU],
+    extraTestDirs: ["test/vm/arm64-all"],
+    ...ARM64_COMMON,
+    moduleOptions: ["vfio_iommu_type1.allow_unsafe_interrupts=1"],
+    scratch: { "nvme0.img": 64 },
   },
 };
 

@@ -5,8 +5,10 @@ import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdi
 import { tmpdir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { ensureInitramfs } from "./initramfs.ts";
-import { commandScript, jobScript } from "./job.ts";
-import { ensureKernel } from "./kernel.ts";
+import { ensureArm64Kernel, ensureArm64Userland, ensureGuestBun } from "./arm64-guest.ts";
+import { ensureArm64Initramfs } from "./arm64-initramfs.ts";
+import { commandScript, GUEST_BUN_PATH, jobScript } from "./job.ts";
+import { ensureKernel, type GuestKernel } from "./kernel.ts";
 import { kernelHighlights } from "./kernel-log.ts";
 import { SandboxError, say } from "./log.ts";
 import { MonitorBridge } from "./monitor.ts";
@@ -15,7 +17,7 @@ import { getProfile, type Profile } from "./profiles.ts";
 import { CTL, INIT_PREFIX, MARK_EXIT, MARK_INIT, MARK_RUN, SHARE_OUT } from "./protocol.ts";
 import { qemuArgs } from "./qemu.ts";
 import { isEnvName } from "./shell.ts";
-import { ensureHostTools } from "./tools.ts";
+import { ensureHostTools, type HostTools } from "./tools.ts";
 
 /** Exit status reported when the guest or the command timed out (as timeout(1)). */
 export const STATUS_TIMEOUT = 124;
@@ -101,9 +103,8 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   const verbose = opts.verbose ?? process.env.BUN_VFIO_SANDBOX_VERBOSE === "1";
   const onOutput = opts.onOutput ?? ((line: string) => void process.stdout.write(`${line}\n`));
 
-  const tools = await ensureHostTools();
-  const kernel = await ensureKernel();
-  const initramfs = await ensureInitramfs(kernel, tools.busybox);
+  const guest = await prepareGuest(profile);
+  const { tools, kernel, initramfs } = guest;
 
   const logs = logDir();
   mkdirSync(logs, { recursive: true });
@@ -118,8 +119,9 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   try {
     mkdirSync(join(share, "ctl"), { recursive: true });
     mkdirSync(join(share, SHARE_OUT));
-    writeFileSync(join(share, CTL.job), jobScript(profile, cwd));
-    writeFileSync(join(share, CTL.cmd), commandScript({ profile, command: opts.command, cwd, env: opts.env }));
+    writeFileSync(join(share, CTL.job), jobScript(profile, cwd, guest.hostBun));
+    const guestBun = guest.hostBun ? GUEST_BUN_PATH : undefined;
+    writeFileSync(join(share, CTL.cmd), commandScript({ profile, command: opts.command, cwd, env: opts.env, guestBun }));
     for (const [name, mib] of Object.entries(profile.scratch ?? {})) {
       writeFileSync(join(tmp, name), "");
       truncateSync(join(tmp, name), mib * 1024 * 1024);
@@ -178,6 +180,34 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
     // Ctrl-C: the guest is dead and the temp files gone; now die of the signal as usual.
     if (interrupted) process.kill(process.pid, interrupted);
   }
+}
+
+/** What a profile's guest boots: QEMU, kernel, initramfs, and on arm64 the host path of the guest's Bun. */
+interface PreparedGuest {
+  tools: HostTools;
+  kernel: GuestKernel;
+  initramfs: string;
+  hostBun?: string;
+}
+
+/**
+ * Fetch (or find in the cache) what the profile's guest needs. x86: QEMU,
+ * Debian's bookworm-backports kernel, a busybox initramfs for the chroot.
+ * arm64: qemu-system-aarch64, Debian trixie's arm64 kernel of the profile's
+ * page size, busybox and glibc for arm64, Bun for aarch64 from npm.
+ */
+async function prepareGuest(profile: Profile): Promise<PreparedGuest> {
+  if (!profile.arm64) {
+    const tools = await ensureHostTools();
+    const kernel = await ensureKernel();
+    return { tools, kernel, initramfs: await ensureInitramfs(kernel, tools.busybox) };
+  }
+  const tools = await ensureHostTools("arm64");
+  const kernel = await ensureArm64Kernel(profile.arm64.pageKiB);
+  const userland = await ensureArm64Userland();
+  const hostBun = await ensureGuestBun();
+  const initramfs = await ensureArm64Initramfs(kernel, userland, tools.busybox);
+  return { tools, kernel, initramfs, hostBun };
 }
 
 interface BootOptions {

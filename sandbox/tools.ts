@@ -8,6 +8,15 @@ import { SandboxError, say } from "./log.ts";
 /** Debian packages providing the host tools. */
 export const HOST_PACKAGES = ["qemu-system-x86", "busybox-static"] as const;
 
+/** Guest architectures and the QEMU binary and Debian package of each. */
+export const QEMU_FOR = {
+  x86_64: { binary: "qemu-system-x86_64", pkg: "qemu-system-x86" },
+  arm64: { binary: "qemu-system-aarch64", pkg: "qemu-system-arm" },
+} as const;
+
+/** A guest architecture. */
+export type GuestArch = keyof typeof QEMU_FOR;
+
 /** Where Debian's busybox-static puts its binary. */
 export const BUSYBOX_PATH = "/bin/busybox";
 
@@ -16,7 +25,7 @@ export const INSTALL_HINT = `sudo apt-get install -y --no-install-recommends ${H
 
 /** Paths of the host tools, as found by {@link ensureHostTools}. */
 export interface HostTools {
-  /** The `qemu-system-x86_64` binary. */
+  /** The `qemu-system-x86_64` (or `-aarch64`) binary. */
   qemu: string;
   /** A statically linked busybox. */
   busybox: string;
@@ -46,8 +55,8 @@ export function isStaticElf(path: string): boolean {
   }
 }
 
-function findTools(): { qemu: string | null; busybox: string | null } {
-  const qemu = Bun.which("qemu-system-x86_64");
+function findTools(arch: GuestArch): { qemu: string | null; busybox: string | null } {
+  const qemu = Bun.which(QEMU_FOR[arch].binary);
   const busybox = existsSync(BUSYBOX_PATH) && isStaticElf(BUSYBOX_PATH) ? BUSYBOX_PATH : null;
   return { qemu, busybox };
 }
@@ -61,39 +70,44 @@ export function canAptInstall(): boolean {
  * Make sure QEMU and a static busybox exist. When one is missing and this
  * process is root on Debian, runs `apt-get update` and
  * `apt-get install -y --no-install-recommends qemu-system-x86 busybox-static`
- * (busybox-static replaces a dynamic `busybox` package). Otherwise throws a
- * {@link SandboxError} naming the exact install command.
+ * (busybox-static replaces a dynamic `busybox` package; `qemu-system-arm`
+ * for arm64 guests). Otherwise throws a {@link SandboxError} naming the
+ * exact install command.
+ * @param arch the guest's architecture (default x86_64)
  */
-export async function ensureHostTools(): Promise<HostTools> {
-  let found = findTools();
+export async function ensureHostTools(arch: GuestArch = "x86_64"): Promise<HostTools> {
+  let found = findTools(arch);
   if (found.qemu && found.busybox) return { qemu: found.qemu, busybox: found.busybox };
+  const q = QEMU_FOR[arch];
+  const packages = [q.pkg, "busybox-static"];
+  const hint = `sudo apt-get install -y --no-install-recommends ${packages.join(" ")}`;
   const missing = [
-    ...(found.qemu ? [] : ["qemu-system-x86_64 (package qemu-system-x86)"]),
+    ...(found.qemu ? [] : [`${q.binary} (package ${q.pkg})`]),
     ...(found.busybox ? [] : [`a static ${BUSYBOX_PATH} (package busybox-static)`]),
   ].join(" and ");
   if (!canAptInstall()) {
-    throw new SandboxError(`missing ${missing}. Install with:\n  ${INSTALL_HINT}`);
+    throw new SandboxError(`missing ${missing}. Install with:\n  ${hint}`);
   }
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   say(`missing ${missing}: running apt-get update`);
-  await aptRun(["apt-get", "update"], env);
-  say(`installing ${HOST_PACKAGES.join(" ")} with apt-get (no recommends)`);
-  await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...HOST_PACKAGES], env);
-  found = findTools();
+  await aptRun(["apt-get", "update"], env, hint);
+  say(`installing ${packages.join(" ")} with apt-get (no recommends)`);
+  await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...packages], env, hint);
+  found = findTools(arch);
   if (!found.qemu || !found.busybox) {
-    throw new SandboxError(`apt-get finished but ${missing} is still missing. Install by hand:\n  ${INSTALL_HINT}`);
+    throw new SandboxError(`apt-get finished but ${missing} is still missing. Install by hand:\n  ${hint}`);
   }
   return { qemu: found.qemu, busybox: found.busybox };
 }
 
-async function aptRun(argv: string[], env: Record<string, string | undefined>): Promise<void> {
+async function aptRun(argv: string[], env: Record<string, string | undefined>, hint: string): Promise<void> {
   const proc = Bun.spawn(argv, { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), 15 * 60_000);
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
   if (code !== 0) {
     const tail = (out + err).trim().split("\n").slice(-10).join("\n");
-    throw new SandboxError(`${argv.join(" ")} failed (status ${code}):\n${tail}\nInstall by hand:\n  ${INSTALL_HINT}`);
+    throw new SandboxError(`${argv.join(" ")} failed (status ${code}):\n${tail}\nInstall by hand:\n  ${hint}`);
   }
 }
 

@@ -32,6 +32,7 @@ export { Region, type RegionMapOptions } from "./device/region.ts";
 export { Bar, type BarAccessOptions } from "./device/bar.ts";
 export { MappedMemory } from "./sys/mmio.ts";
 export { pageSize } from "./sys/memory.ts";
+export { mb, rmb, wmb } from "./sys/barriers.ts";
 export type {
   DependentDevice, DeviceInfo, GroupStatus, IommuInfo, IovaRange, IrqInfo, RegionInfo, SparseMmapArea,
 } from "./uapi/structs.ts";
@@ -63,7 +64,7 @@ export * from "./pci/index.ts";
 
 // Runtime seam (for tests and embedders: a fake kernel, another runtime)
 export { useSys } from "./sys/runtime.ts";
-export type { ByteStream, MemoryView, MmapResult, Pointer, Sys } from "./sys/types.ts";
+export type { Barrier, ByteStream, MemoryView, MmapResult, OrderedAccess, Pointer, Sys } from "./sys/types.ts";
 
 // linux/vfio.h constants and codecs (also `bun-vfio/uapi`)
 export * as uapi from "./uapi/index.ts";

@@ -112,7 +112,7 @@ export class Bar implements Disposable {
     const m = this.#mapped("read16", offset, 2);
     return m ? m.memory.read16(offset - m.start) : this.#region.read16(offset);
   }
-  /** One 32-bit read (a load from the mapping, or pread). */
+  /** One 32-bit read (`readl`: a load from the mapping then a read barrier, or pread). */
   read32(offset: number): number {
     const m = this.#mapped("read32", offset, 4);
     return m ? m.memory.read32(offset - m.start) : this.#region.read32(offset);
@@ -136,7 +136,7 @@ export class Bar implements Disposable {
     if (m) m.memory.write16(offset - m.start, value);
     else this.#region.write16(offset, value);
   }
-  /** One 32-bit write (a store to the mapping, or pwrite). */
+  /** One 32-bit write (`writel`: a write barrier then a store to the mapping, or pwrite), so DMA memory written before it is visible to the device first. */
   write32(offset: number, value: number): void {
     const m = this.#mapped("write32", offset, 4);
     this.#guard("write32", offset, 4);
@@ -148,6 +148,35 @@ export class Bar implements Disposable {
     const m = this.#mapped("write64", offset, 8);
     this.#guard("write64", offset, 8);
     if (m) m.memory.write64(offset - m.start, value);
+    else this.#region.write64(offset, value);
+  }
+
+  /** One 8-bit write with no barrier (a store to the mapping, or pwrite): batch, then `wmb()` or an ordered write. */
+  write8Relaxed(offset: number, value: number): void {
+    const m = this.#mapped("write8Relaxed", offset, 1);
+    this.#guard("write8Relaxed", offset, 1);
+    if (m) m.memory.write8Relaxed(offset - m.start, value);
+    else this.#region.write8(offset, value);
+  }
+  /** One 16-bit write with no barrier. */
+  write16Relaxed(offset: number, value: number): void {
+    const m = this.#mapped("write16Relaxed", offset, 2);
+    this.#guard("write16Relaxed", offset, 2);
+    if (m) m.memory.write16Relaxed(offset - m.start, value);
+    else this.#region.write16(offset, value);
+  }
+  /** One 32-bit write with no barrier (`writel_relaxed`). */
+  write32Relaxed(offset: number, value: number): void {
+    const m = this.#mapped("write32Relaxed", offset, 4);
+    this.#guard("write32Relaxed", offset, 4);
+    if (m) m.memory.write32Relaxed(offset - m.start, value);
+    else this.#region.write32(offset, value);
+  }
+  /** One 64-bit write with no barrier. */
+  write64Relaxed(offset: number, value: bigint): void {
+    const m = this.#mapped("write64Relaxed", offset, 8);
+    this.#guard("write64Relaxed", offset, 8);
+    if (m) m.memory.write64Relaxed(offset - m.start, value);
     else this.#region.write64(offset, value);
   }
 

@@ -57,9 +57,24 @@ function checkGroupNumber(op: string, group: number): void {
 }
 
 /**
+ * Why a device may have no `iommu_group` link. On arm64 (SMMU, device tree)
+ * the kernel creates the link only when a driver probes the device, so an
+ * unbound device has none yet: bind it (`bindToVfio`, which uses
+ * driver_override + drivers_probe and needs no group), then look it up.
+ */
+function noGroupHint(hasDriver: boolean, arch: string = process.arch): string {
+  const unbound = hasDriver ? "" : "The device has no driver: on arm64 the iommu_group link appears only once a driver probes it, so bind it first (bindToVfio(bdf)) and look the group up after. ";
+  const enable = arch === "arm64"
+    ? "Otherwise the device is not behind an IOMMU (SMMU) "
+    : "Otherwise enable the IOMMU (intel_iommu=on / amd_iommu=on on the kernel command line) ";
+  return `${unbound}${enable}or use noiommu (modprobe vfio enable_unsafe_noiommu_mode=1, no DMA protection).`;
+}
+
+/**
  * The IOMMU group number of a PCI device, from its `iommu_group` symlink.
  * Throws `ENODEV` when the device does not exist and `ENOENT` when it has
- * no group (IOMMU disabled, or noiommu mode before vfio-pci is bound).
+ * no group (IOMMU disabled, noiommu mode before vfio-pci is bound, or on
+ * arm64 a device no driver has probed yet: bind it first).
  */
 export function iommuGroupOf(bdf: string, options?: HostOptions): number {
   const address = normalizeBdf(bdf);
@@ -73,7 +88,7 @@ export function iommuGroupOf(bdf: string, options?: HostOptions): number {
       code: "ENOENT",
       path: link,
       detail: `${address} has no IOMMU group`,
-      hint: "No IOMMU group: enable the IOMMU (intel_iommu=on / amd_iommu=on on the kernel command line) or use noiommu (modprobe vfio enable_unsafe_noiommu_mode=1, no DMA protection).",
+      hint: noGroupHint(linkTargetName(`${pciDevicePath(options, address)}/driver`) !== undefined),
     });
   }
   return Number(name);

@@ -21,7 +21,7 @@ export function msiIsolationAdvice(root = "/", arch: string = process.arch): str
   const interrupts = read("/proc/interrupts");
   if (arch === "arm64") {
     if (/GICv2m|v2m/i.test(interrupts)) return `This host's MSI controller is a GICv2m (seen in /proc/interrupts), which cannot isolate MSIs per device; a GICv3 ITS can. Use an ITS-based host, or accept the risk: ${UNSAFE}.`;
-    return `No MSI isolation was found (no ITS MSI domain in /proc/interrupts): check that the SMMU and GICv3 ITS are enabled in firmware/DT, or accept the risk: ${UNSAFE}.`;
+    return `No MSI isolation was found (no ITS MSI domain in /proc/interrupts): the MSI controller is not a GICv3 ITS (a GICv2m frame, or a GICv3 without ITS, lets any device send any MSI). Use a platform whose GIC has an ITS (QEMU virt: gic-version=3), or accept the risk: ${UNSAFE}.`;
   }
   const intel = existsSync(join(root, "/sys/class/iommu")) && /dmar/.test(safeList(join(root, "/sys/class/iommu")));
   const remapped = /\bIR-/.test(interrupts);

@@ -27,6 +27,7 @@ export interface IsolationContainerState {
 const ALLOW_UNSAFE = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
 const PROC_INTERRUPTS = "/proc/interrupts";
 const IOMMU_CLASS = "/sys/class/iommu";
+const DEVICE_TREE = "/sys/firmware/devicetree/base";
 const LISTED_CHIPS = 3;
 
 /** Remapped interrupt chips: Intel and AMD name them `IR-...` (`IR-PCI-MSIX-0000:00:04.0`, `IR-IO-APIC`). */
@@ -112,7 +113,9 @@ function observeInterrupts(root: string, evidence: string[]): boolean {
   const { remapped, msiDomains, other } = parseInterruptChips(text);
   if (remapped.length) evidence.push(`${PROC_INTERRUPTS}: ${remapped.length} IR- chips (${chipList(remapped)})`);
   if (msiDomains.length) evidence.push(`${PROC_INTERRUPTS}: ${msiDomains.length} ITS MSI domains (${chipList(msiDomains)})`);
-  if (!remapped.length && !msiDomains.length) {
+  const v2m = other.filter((c) => c.startsWith("GICv2m-"));
+  if (v2m.length) evidence.push(`${PROC_INTERRUPTS}: ${v2m.length} GICv2m MSI domains (${chipList(v2m)}): not isolating`);
+  if (!remapped.length && !msiDomains.length && !v2m.length) {
     const seen = other.length ? `; chips seen: ${chipList(other)}` : "";
     evidence.push(`${PROC_INTERRUPTS}: no IR- or ITS chips${seen}`);
   }
@@ -153,6 +156,57 @@ function dmarCapable(root: string, evidence: string[]): boolean {
   return capable;
 }
 
+/** The arm64 MSI controllers a device tree describes, by their `compatible` strings. */
+export interface DeviceTreeMsiControllers {
+  /** GICv3 ITS nodes (`arm,gic-v3-its`): MSIs carry the device ID, so they are isolated per device. */
+  its: string[];
+  /** GICv2m frames (`arm,gic-v2m-frame`): a doorbell any device can write, no isolation. */
+  gicv2m: string[];
+}
+
+/**
+ * Find the GICv3 ITS and GICv2m MSI frames in the flattened device tree
+ * (`/sys/firmware/devicetree/base/<intc>/<child>/compatible`), two levels
+ * deep as the bindings place them under the GIC node. Empty lists on x86 and
+ * on ACPI arm64 hosts (no device tree).
+ * @param root directory standing in for `/`
+ */
+export function deviceTreeMsiControllers(root = "/"): DeviceTreeMsiControllers {
+  const out: DeviceTreeMsiControllers = { its: [], gicv2m: [] };
+  const base = join(root, DEVICE_TREE);
+  let top: string[];
+  try {
+    top = readdirSync(base).sort();
+  } catch {
+    return out;
+  }
+  for (const parent of top) {
+    let children: string[];
+    try {
+      children = readdirSync(join(base, parent)).sort();
+    } catch {
+      continue; // a property, not a node
+    }
+    for (const child of children) {
+      const compatible = readText(root, `${DEVICE_TREE}/${parent}/${child}/compatible`);
+      if (compatible === undefined) continue;
+      const names = compatible.split("\0");
+      const node = `${parent}/${child}`;
+      if (names.includes("arm,gic-v3-its")) out.its.push(node);
+      if (names.includes("arm,gic-v2m-frame")) out.gicv2m.push(node);
+    }
+  }
+  return out;
+}
+
+/** The device tree's MSI controllers as evidence lines; returns what was found. */
+function observeDeviceTree(root: string, evidence: string[]): DeviceTreeMsiControllers {
+  const dt = deviceTreeMsiControllers(root);
+  if (dt.its.length) evidence.push(`${DEVICE_TREE}: GICv3 ITS (arm,gic-v3-its at ${chipList(dt.its)}): MSIs isolated per device`);
+  if (dt.gicv2m.length) evidence.push(`${DEVICE_TREE}: GICv2m MSI frame (arm,gic-v2m-frame at ${chipList(dt.gicv2m)}): no MSI isolation`);
+  return dt;
+}
+
 /** What the container tells us, as an evidence line. */
 function describeContainer(container: IsolationContainerState | undefined, allowUnsafe: "Y" | "N" | undefined): string {
   if (!container) return "no VFIO container given: the kernel's isolation check was not observed";
@@ -167,30 +221,35 @@ function describeContainer(container: IsolationContainerState | undefined, allow
  * evidence line per source (missing files included):
  * - `attested`: a group was attached to a type1/type1v2 container while
  *   `allow_unsafe_interrupts` reads N (type1 refuses the attach otherwise);
- * - `observed`: `IR-` chips or ITS MSI domains in /proc/interrupts;
+ * - `observed`: `IR-` chips or ITS MSI domains in /proc/interrupts, or a
+ *   GICv3 ITS in the device tree (arm64);
  * - `none`: a noiommu container (the device can DMA anywhere, so nothing is
  *   isolated whatever /proc/interrupts says), or `allow_unsafe_interrupts` = Y
- *   with nothing observed;
+ *   or a GICv2m MSI frame (arm64) with nothing observed;
  * - `capable`: only the Intel DMAR ecap IR bit is set;
  * - `unknown`: nothing conclusive.
  *
  * Reads `/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts`,
- * `/proc/interrupts` and `/sys/class/iommu/dmar*\/intel-iommu/ecap` under
+ * `/proc/interrupts`, the device tree's GIC children
+ * (`/sys/firmware/devicetree/base/*\/*\/compatible`) and, without an arm64
+ * MSI controller there, `/sys/class/iommu/dmar*\/intel-iommu/ecap`, all under
  * `root`. Never throws.
  */
 export function detectIsolation(opts: IsolationEvidenceSources & { container?: IsolationContainerState } = {}): IsolationVerdict {
   const root = opts.root ?? "/";
   const evidence: string[] = [];
   const allowUnsafe = readAllowUnsafe(root, evidence);
-  const observed = observeInterrupts(root, evidence);
-  const capable = dmarCapable(root, evidence);
+  const observedChips = observeInterrupts(root, evidence);
+  const dt = observeDeviceTree(root, evidence);
+  const observed = observedChips || dt.its.length > 0;
+  const capable = dt.its.length + dt.gicv2m.length > 0 ? false : dmarCapable(root, evidence);
   const { container } = opts;
   evidence.unshift(describeContainer(container, allowUnsafe));
 
   if (container?.iommuType === "noiommu") return isolationVerdict("none", evidence);
   if (container?.attached && container.iommuType && allowUnsafe === "N") return isolationVerdict("attested", evidence);
   if (observed) return isolationVerdict("observed", evidence);
-  if (allowUnsafe === "Y") return isolationVerdict("none", evidence);
+  if (allowUnsafe === "Y" || dt.gicv2m.length > 0) return isolationVerdict("none", evidence);
   if (capable) return isolationVerdict("capable", evidence);
   return isolationVerdict("unknown", evidence);
 }

@@ -181,7 +181,7 @@ export class DmaBuffer implements Disposable {
   read16(offset: number): number {
     return this.#memory.read16(offset);
   }
-  /** One 32-bit load through bun:ffi `read.u32`: a fresh load every call, for polling completions. */
+  /** One 32-bit load then a read barrier (`dma_rmb`): a fresh load every call, for polling completions; what you read after it is not read early. */
   read32(offset: number): number {
     return this.#memory.read32(offset);
   }
@@ -300,7 +300,7 @@ function mapBacking(size: number, options: DmaBufferOptions, path: string): Back
     fallbackReason = hugePageShortage(options.hugePages, length / huge.bytes);
     if (fallbackReason === undefined) {
       try {
-        const memory = MappedMemory.mapAnonymous(length, flags | hugePageMmapFlags(options.hugePages), { op: "mmap(MAP_HUGETLB)", path, noBackstop: true });
+        const memory = MappedMemory.mapAnonymous(length, flags | hugePageMmapFlags(options.hugePages), { op: "mmap(MAP_HUGETLB)", path, noBackstop: true, ordering: "dma" });
         return { memory, pageSize: huge.bytes, fallbackReason: undefined };
       } catch (err) {
         if (!(err instanceof VfioError)) throw err;
@@ -312,7 +312,7 @@ function mapBacking(size: number, options: DmaBufferOptions, path: string): Back
     }
   }
   const host = pageSize();
-  const memory = MappedMemory.mapAnonymous(roundUp(size, host), flags, { op: "mmap", path, noBackstop: true });
+  const memory = MappedMemory.mapAnonymous(roundUp(size, host), flags, { op: "mmap", path, noBackstop: true, ordering: "dma" });
   return { memory, pageSize: host, fallbackReason };
 }
 

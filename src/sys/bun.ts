@@ -17,7 +17,8 @@
  *   slow tiers) and Atomics (locked RMW) are never used on device memory.
  */
 import { dlopen, FFIType, read, toArrayBuffer, type Pointer as FfiPointer } from "bun:ffi";
-import type { ByteStream, MemoryView, MmapResult, Pointer, Sys } from "./types.ts";
+import type { ByteStream, MemoryView, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
+import { createOrderedMmio } from "./bun-ordered-mmio.ts";
 
 const { i32, u32, u64, i64, i64_fast, ptr, cstring } = FFIType;
 
@@ -84,6 +85,7 @@ class BunView implements MemoryView {
   readonly #u64: BigUint64Array;
   readonly bytes: Uint8Array;
   readonly length: number;
+  #ordered: OrderedAccess | undefined;
 
   constructor(at: FfiPointer, length: number) {
     this.#at = at;
@@ -122,6 +124,30 @@ class BunView implements MemoryView {
   release(): void {
     if (this.#buffer.byteLength > 0) this.#buffer.transfer(0); // detaches every view made from it
   }
+
+  /** The machine-code accessors (src/sys/machine-code.ts), bound to this view's address; built on first use. */
+  get ordered(): OrderedAccess {
+    return (this.#ordered ??= bindOrdered(Number(this.#at)));
+  }
+}
+
+/** The stubs with the address filled in, so callers pass offsets like every other view access. */
+function bindOrdered(a: number): OrderedAccess {
+  const o = createOrderedMmio();
+  return {
+    load8: (off) => o.load8(a, off),
+    load16: (off) => o.load16(a, off),
+    load32: (off) => o.load32(a, off),
+    load64: (off) => o.load64(a, off),
+    store8: (off, v) => o.store8(a, off, v),
+    store16: (off, v) => o.store16(a, off, v),
+    store32: (off, v) => o.store32(a, off, v),
+    store64: (off, v) => o.store64(a, off, v),
+    store8Relaxed: (off, v) => o.store8Relaxed(a, off, v),
+    store16Relaxed: (off, v) => o.store16Relaxed(a, off, v),
+    store32Relaxed: (off, v) => o.store32Relaxed(a, off, v),
+    store64Relaxed: (off, v) => o.store64Relaxed(a, off, v),
+  };
 }
 
 function cString(s: string): Buffer {
@@ -154,6 +180,7 @@ export const bunSys: Sys = {
   mprotect: (pointer, length, prot) => result(libc().libc.mprotect(toFfi(pointer), length, prot)),
   address: (pointer) => BigInt(pointer as unknown as number),
   view: (pointer, length) => new BunView(toFfi(pointer), length),
+  barrier: (kind) => createOrderedMmio()[kind](),
   sysconf: (name) => result(libc().libc.sysconf(name)),
   getrlimit(resource) {
     const limits = new BigUint64Array(2); // struct rlimit { rlim_t rlim_cur, rlim_max; }

@@ -70,6 +70,12 @@ export interface MapOptions {
   gate?: AccessGate;
   /** Leave the GC backstop to the caller (DmaBuffer must unmap the IOMMU first). */
   noBackstop?: boolean;
+  /**
+   * How accesses are ordered: `"device"` (registers: `readl`/`writel`,
+   * the default when a gate is given), `"dma"` (memory a device writes:
+   * loads are `load + dma_rmb`, stores plain), `"none"` (plain loads and stores).
+   */
+  ordering?: "device" | "dma" | "none";
 }
 
 /** A live mmap(2) of `length` bytes, released by `close()` (or `using`). */
@@ -77,6 +83,8 @@ export class MappedMemory {
   readonly #pointer: Pointer;
   readonly #view: MemoryView;
   readonly #gate: AccessGate | undefined;
+  readonly #orderedLoads: boolean;
+  readonly #orderedStores: boolean;
   #live = true;
   /** Length of the mapping in bytes. */
   readonly length: number;
@@ -88,6 +96,9 @@ export class MappedMemory {
     this.length = length;
     this.path = options.path;
     this.#gate = options.gate;
+    const ordering = options.ordering ?? (options.gate ? "device" : "none");
+    this.#orderedLoads = ordering !== "none";
+    this.#orderedStores = ordering === "device";
     this.#view = sys().view(pointer, length);
     if (!options.noBackstop) unmapLeaked.register(this.#view.bytes.buffer, { pointer, length }, this);
   }
@@ -148,49 +159,78 @@ export class MappedMemory {
     if (this.#gate && !this.#gate.usable()) throw this.#gate.refusal(op);
   }
 
-  /** One 8-bit load. */
+  /** One 8-bit load (device memory: then a read barrier, like `readb`). */
   read8(offset: number): number {
     this.#enter("read8", offset, 1);
-    return this.#view.load8(offset);
+    return this.#orderedLoads ? this.#view.ordered.load8(offset) : this.#view.load8(offset);
   }
   /** One 16-bit load. */
   read16(offset: number): number {
     this.#enter("read16", offset, 2);
-    return this.#view.load16(offset);
+    return this.#orderedLoads ? this.#view.ordered.load16(offset) : this.#view.load16(offset);
   }
-  /** One 32-bit load. */
+  /** One 32-bit load (device memory: `readl`, one load then a read barrier; DMA memory: the same, so later reads of what the device wrote are not satisfied early). */
   read32(offset: number): number {
     this.#enter("read32", offset, 4);
-    return this.#view.load32(offset);
+    return this.#orderedLoads ? this.#view.ordered.load32(offset) : this.#view.load32(offset);
   }
   /** One 64-bit load. */
   read64(offset: number): bigint {
     this.#enter("read64", offset, 8);
-    return this.#view.load64(offset);
+    return this.#orderedLoads ? this.#view.ordered.load64(offset) : this.#view.load64(offset);
   }
   /** One 8-bit store. */
   write8(offset: number, value: number): void {
     const v = registerValue("write8", value, 1, this.path);
     this.#enter("write8", offset, 1);
-    this.#view.store8(offset, v);
+    if (this.#orderedStores) this.#view.ordered.store8(offset, v);
+    else this.#view.store8(offset, v);
   }
   /** One 16-bit store. */
   write16(offset: number, value: number): void {
     const v = registerValue("write16", value, 2, this.path);
     this.#enter("write16", offset, 2);
-    this.#view.store16(offset, v);
+    if (this.#orderedStores) this.#view.ordered.store16(offset, v);
+    else this.#view.store16(offset, v);
   }
-  /** One 32-bit store. */
+  /** One 32-bit store (device memory: `writel`, a write barrier then one store, so DMA memory written before is visible to the device first). */
   write32(offset: number, value: number): void {
     const v = registerValue("write32", value, 4, this.path);
     this.#enter("write32", offset, 4);
-    this.#view.store32(offset, v);
+    if (this.#orderedStores) this.#view.ordered.store32(offset, v);
+    else this.#view.store32(offset, v);
   }
   /** One 64-bit store. */
   write64(offset: number, value: bigint): void {
     const v = registerValue64("write64", value, this.path);
     this.#enter("write64", offset, 8);
-    this.#view.store64(offset, v);
+    if (this.#orderedStores) this.#view.ordered.store64(offset, v);
+    else this.#view.store64(offset, v);
+  }
+
+  /** One 8-bit store with no barrier (`writeb_relaxed`): batch, then a barrier or an ordered write. */
+  write8Relaxed(offset: number, value: number): void {
+    const v = registerValue("write8Relaxed", value, 1, this.path);
+    this.#enter("write8Relaxed", offset, 1);
+    this.#view.ordered.store8Relaxed(offset, v);
+  }
+  /** One 16-bit store with no barrier. */
+  write16Relaxed(offset: number, value: number): void {
+    const v = registerValue("write16Relaxed", value, 2, this.path);
+    this.#enter("write16Relaxed", offset, 2);
+    this.#view.ordered.store16Relaxed(offset, v);
+  }
+  /** One 32-bit store with no barrier (`writel_relaxed`). */
+  write32Relaxed(offset: number, value: number): void {
+    const v = registerValue("write32Relaxed", value, 4, this.path);
+    this.#enter("write32Relaxed", offset, 4);
+    this.#view.ordered.store32Relaxed(offset, v);
+  }
+  /** One 64-bit store with no barrier. */
+  write64Relaxed(offset: number, value: bigint): void {
+    const v = registerValue64("write64Relaxed", value, this.path);
+    this.#enter("write64Relaxed", offset, 8);
+    this.#view.ordered.store64Relaxed(offset, v);
   }
 
   /** A copy of `length` bytes at `offset` (memcpy: fine for RAM and device memory, not for registers with read side effects). */

@@ -38,9 +38,35 @@ export interface MemoryView {
   store64(offset: number, value: bigint): void;
   /** A byte view of the whole range (for memcpy-like copies of RAM; not for registers). */
   readonly bytes: Uint8Array;
+  /**
+   * Device-memory ordering (Linux `readl`/`writel`), by construction: loads
+   * are one load then a read barrier (arm64 `dmb oshld`), stores a write
+   * barrier (`dmb oshst`) then one store, `*Relaxed` stores one store and
+   * no barrier. Every access is an opaque call: never merged or hoisted.
+   */
+  readonly ordered: OrderedAccess;
   /** Detaches `bytes` and every view derived from it. Idempotent. */
   release(): void;
 }
+
+/** Ordered accesses at an offset of one view (see {@link MemoryView.ordered}). */
+export interface OrderedAccess {
+  load8(offset: number): number;
+  load16(offset: number): number;
+  load32(offset: number): number;
+  load64(offset: number): bigint;
+  store8(offset: number, value: number): void;
+  store16(offset: number, value: number): void;
+  store32(offset: number, value: number): void;
+  store64(offset: number, value: bigint): void;
+  store8Relaxed(offset: number, value: number): void;
+  store16Relaxed(offset: number, value: number): void;
+  store32Relaxed(offset: number, value: number): void;
+  store64Relaxed(offset: number, value: bigint): void;
+}
+
+/** Linux's mandatory barriers: `wmb` (arm64 `dsb st`, x86 `sfence`), `rmb`, `mb`. */
+export type Barrier = "wmb" | "rmb" | "mb";
 
 /**
  * Readability of a non-blocking fd as a stream of what read(2) returns
@@ -80,6 +106,8 @@ export interface Sys {
   address(pointer: Pointer): bigint;
   /** A view of `[pointer, pointer+length)`, which must stay mapped while the view is used. */
   view(pointer: Pointer, length: number): MemoryView;
+  /** Executes a barrier instruction (between relaxed device writes and the write that must follow them). */
+  barrier(kind: Barrier): void;
 
   sysconf(name: number): number;
   /** getrlimit(2): the soft and hard limits, or -errno. */

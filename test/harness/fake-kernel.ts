@@ -386,9 +386,25 @@ export class FakeKernel implements Sys {
       if (!maps.has(pointer as unknown as number)) throw new FakeSigbus("access to unmapped memory");
       if (device && !decoding(device)) throw new FakeSigbus("access to a BAR mapping while memory decoding is off");
     };
+    const plain = {
+      load8: (o: number) => (check(), dv.getUint8(o)),
+      load16: (o: number) => (check(), dv.getUint16(o, true)),
+      load32: (o: number) => (check(), dv.getUint32(o, true)),
+      load64: (o: number) => (check(), dv.getBigUint64(o, true)),
+      store8: (o: number, v: number) => (check(), dv.setUint8(o, v)),
+      store16: (o: number, v: number) => (check(), dv.setUint16(o, v, true)),
+      store32: (o: number, v: number) => (check(), dv.setUint32(o, v, true)),
+      store64: (o: number, v: bigint) => (check(), dv.setBigUint64(o, v, true)),
+    };
+    const counted = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => (this.orderedAccesses++, f(...a));
     return {
       length,
       bytes: live,
+      ordered: {
+        load8: counted(plain.load8), load16: counted(plain.load16), load32: counted(plain.load32), load64: counted(plain.load64),
+        store8: counted(plain.store8), store16: counted(plain.store16), store32: counted(plain.store32), store64: counted(plain.store64),
+        store8Relaxed: plain.store8, store16Relaxed: plain.store16, store32Relaxed: plain.store32, store64Relaxed: plain.store64,
+      },
       load8: (o) => (check(), dv.getUint8(o)),
       load16: (o) => (check(), dv.getUint16(o, true)),
       load32: (o) => (check(), dv.getUint32(o, true)),
@@ -399,6 +415,15 @@ export class FakeKernel implements Sys {
       store64: (o, v) => (check(), dv.setBigUint64(o, v, true)),
       release: () => void live.buffer.transfer(0),
     };
+  }
+
+  /** Ordered (readl/writel) accesses made through any view: the library must use them for device memory. */
+  orderedAccesses = 0;
+  /** Barriers executed, by kind. */
+  readonly barriers: string[] = [];
+
+  barrier(kind: "wmb" | "rmb" | "mb"): void {
+    this.barriers.push(kind);
   }
 
   sysconf(): number {

@@ -3,13 +3,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { VfioError } from "../../src/support/errors.ts";
-import { detectIsolation, dmarInterruptRemapCapable, parseInterruptChips } from "../../src/host/isolation.ts";
+import { detectIsolation, deviceTreeMsiControllers, dmarInterruptRemapCapable, parseInterruptChips } from "../../src/host/isolation.ts";
+import { msiIsolationAdvice } from "../../src/host/isolation-advice.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures/isolation");
 const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8");
 const REMAP = fixture("interrupts-remap.txt");
 const NOREMAP = fixture("interrupts-noremap-captured.txt");
 const ARM64 = fixture("interrupts-its-arm64.txt");
+/** Captured in the arm64-16k-gicv2m sandbox guest (QEMU virt gic-version=2, Debian 6.12). */
+const GICV2M = fixture("interrupts-gicv2m-arm64-captured.txt");
 const ALLOW_UNSAFE = "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
 
 /** Fake trees made by a test, removed after it. */
@@ -258,5 +261,53 @@ describe("captured guest-rig fixtures (test/fixtures/host)", () => {
     const chips = parseInterruptChips(readFileSync(noremap, "utf8"));
     expect(chips.remapped).toEqual([]);
     expect(chips.msiDomains).toEqual([]);
+  });
+});
+
+describe("arm64 MSI controllers: device tree and GICv2m chips", () => {
+  const DT = "sys/firmware/devicetree/base";
+  test("device tree: ITS and GICv2m frames found under the GIC node by compatible; none without a device tree", () => {
+    const its = fakeRoot({ [`${DT}/intc@8000000/its@8080000/compatible`]: "arm,gic-v3-its\0", [`${DT}/intc@8000000/compatible`]: "arm,gic-v3\0", [`${DT}/model`]: "x" });
+    expect(deviceTreeMsiControllers(its)).toEqual({ its: ["intc@8000000/its@8080000"], gicv2m: [] });
+    const v2m = fakeRoot({ [`${DT}/intc@8000000/v2m@8020000/compatible`]: "arm,gic-v2m-frame\0" });
+    expect(deviceTreeMsiControllers(v2m)).toEqual({ its: [], gicv2m: ["intc@8000000/v2m@8020000"] });
+    expect(deviceTreeMsiControllers(fakeRoot({}))).toEqual({ its: [], gicv2m: [] });
+  });
+
+  test("captured GICv2m /proc/interrupts: GICv2m-PCI-MSIX chips are neither remapped nor isolating", () => {
+    const chips = parseInterruptChips(GICV2M);
+    expect(chips.remapped).toEqual([]);
+    expect(chips.msiDomains).toEqual([]);
+    expect(chips.other).toContain("GICv2m-PCI-MSIX-0000:00:01.0");
+  });
+
+  test("GICv2m: none even with allow_unsafe_interrupts = N and nothing attached; evidence names the frame and the chips; no DMAR lines", () => {
+    const root = fakeRoot({
+      [ALLOW_UNSAFE]: "N\n",
+      "proc/interrupts": GICV2M,
+      [`${DT}/intc@8000000/v2m@8020000/compatible`]: "arm,gic-v2m-frame\0",
+      "sys/class/iommu/smmu3.0x0000000009050000": null,
+    });
+    const v = detectIsolation({ root });
+    expect(v.level).toBe("none");
+    expect(v.evidence.join("\n")).toContain("GICv2m MSI frame (arm,gic-v2m-frame at intc@8000000/v2m@8020000): no MSI isolation");
+    expect(v.evidence.join("\n")).toContain("GICv2m MSI domains (GICv2m-PCI-MSIX-0000:00:01.0");
+    expect(v.evidence.join("\n")).not.toContain("DMAR");
+  });
+
+  test("ITS in the device tree alone is observed isolation", () => {
+    const root = fakeRoot({ [ALLOW_UNSAFE]: "N\n", "proc/interrupts": "           CPU0\n 11:  5  GICv3  27 Level  arch_timer\n", [`${DT}/intc@8000000/its@8080000/compatible`]: "arm,gic-v3-its\0" });
+    const v = detectIsolation({ root });
+    expect(v.level).toBe("observed");
+    expect(v.evidence.join("\n")).toContain("GICv3 ITS (arm,gic-v3-its at intc@8000000/its@8080000)");
+  });
+
+  test("the EPERM hint fits the platform: ITS/GICv2m on arm64, interrupt remapping on x86", () => {
+    const nothing = "/nonexistent-root";
+    expect(msiIsolationAdvice(nothing, "arm64")).toContain("GICv3 ITS");
+    expect(msiIsolationAdvice(nothing, "arm64")).toContain("GICv2m");
+    expect(msiIsolationAdvice(nothing, "arm64")).not.toContain("intel_iommu");
+    expect(msiIsolationAdvice(nothing, "x64")).toContain("intel_iommu=on");
+    for (const a of ["arm64", "x64"]) expect(msiIsolationAdvice("/nonexistent-root", a)).toContain("allow_unsafe_interrupts");
   });
 });

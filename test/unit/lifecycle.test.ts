@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:tes
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Container, DmaBuffer, PciCommand, useSys, VfioError, type Sys } from "../../src/index.ts";
+import { Container, DmaBuffer, mb, PciCommand, rmb, useSys, VfioError, wmb, type Sys } from "../../src/index.ts";
 import * as V from "../../src/uapi/vfio.ts";
 import { FakeKernel, FakeSigbus } from "../harness/fake-kernel.ts";
 import { vfioError } from "../vfio-error.ts";
@@ -303,5 +303,31 @@ describe("hints point the right way", () => {
     for (const call of [() => msix.trigger(0), () => msix.enable(1), () => dev.bar(0), () => dev.regionInfo(0), () => container.iovaAllocator]) {
       expect(vfioError(call).code).toBe("ECLOSED");
     }
+  });
+});
+
+describe("device-memory ordering goes through the ordered accessors", () => {
+  test("BAR and raw device mappings: readl/writel paths are ordered, *Relaxed are not; DMA reads are ordered, DMA writes plain; barriers reach the seam", () => {
+    const { container, dev } = openAll();
+    dev.enableMemory();
+    const bar = dev.bar(0);
+    const before = fake.orderedAccesses;
+    bar.write32(0x14, 1);
+    bar.read32(0x14);
+    bar.write64(0x28, 5n);
+    expect(fake.orderedAccesses - before).toBe(3);
+    bar.write32Relaxed(0x14, 2);
+    bar.write32Relaxed(0x14, 2);
+    expect(fake.orderedAccesses - before).toBe(3);
+    const buf = DmaBuffer.allocate(container, 4096);
+    buf.write32(0, 7); // plain: ordering comes from the doorbell's barrier
+    expect(fake.orderedAccesses - before).toBe(3);
+    expect(buf.read32(0)).toBe(7);
+    expect(fake.orderedAccesses - before).toBe(4);
+    wmb();
+    rmb();
+    mb();
+    expect(fake.barriers).toEqual(["wmb", "rmb", "mb"]);
+    container.close();
   });
 });

@@ -70,6 +70,10 @@ describe("apt source derivation", () => {
       expect(deriveBackportsSource(etc, "bookworm")).toMatchObject({ fileName: "bun-vfio-backports.list", from: join(etc, "sources.list") });
       writeFileSync(join(etc, "sources.list.d", "debian.sources"), DEB822);
       expect(deriveBackportsSource(etc, "bookworm")).toMatchObject({ fileName: "bun-vfio-backports.sources" });
+      // the arm64 guest's suite, from the same main-archive stanza
+      const trixie = deriveBackportsSource(etc, "bookworm", "trixie")!;
+      expect(trixie.fileName).toBe("bun-vfio-trixie.sources");
+      expect(trixie.text).toContain("Suites: trixie\n");
     } finally {
       rmSync(etc, { recursive: true, force: true });
     }
@@ -165,7 +169,7 @@ describe("guest command and QEMU line", () => {
   });
 
   test("intel-iommu comes before every other device; intremap follows the profile; {tmp} is filled in", () => {
-    for (const p of Object.values(PROFILES)) {
+    for (const p of Object.values(PROFILES).filter((p) => !p.arm64)) {
       const argv = qemuArgs(p, { qemu: "qemu", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false });
       const devices = argv.flatMap((a, i) => (argv[i - 1] === "-device" || argv[i - 1] === "-virtfs" ? [a] : []));
       expect(devices[0]).toBe(`intel-iommu,intremap=${p.intremap ? "on" : "off"},caching-mode=on`);
@@ -175,6 +179,16 @@ describe("guest command and QEMU line", () => {
     expect(qemuArgs(getProfile("remap"), { qemu: "q", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false }))
       .toContain("if=none,id=nvm0,format=raw,file=/t/nvme0.img");
     expect(kernelCmdline(getProfile("no-remap"), false)).toContain("vfio_iommu_type1.allow_unsafe_interrupts=0");
+  });
+
+  test("arm64 profiles: virt with an SMMUv3, the GIC the profile names, ttyAMA0, no intel-iommu", () => {
+    const args = (name: string) => qemuArgs(getProfile(name), { qemu: "q", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false });
+    expect(args("arm64-16k")).toContain("virt,gic-version=3,iommu=smmuv3");
+    expect(args("arm64-16k-gicv2m")).toContain("virt,gic-version=2,iommu=smmuv3");
+    expect(args("arm64")).toContain("max,pauth-impdef=on");
+    expect(args("arm64").join(" ")).not.toContain("intel-iommu");
+    expect(kernelCmdline(getProfile("arm64"), false)).toStartWith("console=ttyAMA0 panic=-1");
+    expect(kernelCmdline(getProfile("arm64-16k-gicv2m"), false)).toContain("vfio_iommu_type1.allow_unsafe_interrupts=1");
   });
 
   test("profile test folders: common, then the profile's own", () => {

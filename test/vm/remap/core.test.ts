@@ -8,6 +8,10 @@ import { Container, MappedMemory, type Group, type PciDevice } from "../../../sr
 import { MAP_ANONYMOUS, MAP_PRIVATE } from "../../../src/sys/constants.ts";
 import { barSizes, configBytes, find, groupOf, hasReset, IDS, reservedRegions } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
+import { kernelPageSize } from "../platform.ts";
+
+/** The kernel's page size (4 KiB on x86 and arm64, 16 KiB on arm64-16k): mappings are multiples of it. */
+const P = kernelPageSize();
 
 const nvmeBdf = find(IDS.nvme);
 const eduBdf = find(IDS.edu);
@@ -48,9 +52,10 @@ describe("group + device (nvme)", () => {
     expect(container.iommuType).toBe("type1v2");
   });
 
-  test("IOMMU info: 4 KiB pages, usable ranges exclude the group's reserved MSI window", () => {
+  test("IOMMU info: the kernel's page size is an IOMMU page size, usable ranges exclude the group's reserved MSI window", () => {
     const info = container.iommuInfo();
-    expect(info.pageSizes & 0x1000n).toBe(0x1000n);
+    expect(info.pageSizes & BigInt(P)).toBe(BigInt(P));
+    expect(info.pageSizes & BigInt(P - 1)).toBe(0n); // nothing smaller than a CPU page
     expect(info.iovaRanges!.length).toBeGreaterThan(0);
     for (const r of reservedRegions(group.id)) {
       for (const u of info.iovaRanges!) expect(u.end < r.start || u.start > r.end).toBe(true);
@@ -59,19 +64,19 @@ describe("group + device (nvme)", () => {
   });
 
   test("map and unmap DMA; dmaAvailable counts the mapping; a split unmap is refused", () => {
-    const mem = MappedMemory.mapAnonymous(0x4000, MAP_ANONYMOUS | MAP_PRIVATE);
+    const mem = MappedMemory.mapAnonymous(4 * P, MAP_ANONYMOUS | MAP_PRIVATE);
     try {
       const before = container.iommuInfo().dmaAvailable!;
-      container.mapDma({ vaddr: mem.address, iova: 0x100000n, size: 0x4000 });
+      container.mapDma({ vaddr: mem.address, iova: 0x100000n, size: 4 * P });
       expect(container.iommuInfo().dmaAvailable).toBe(before - 1);
-      const split = vfioError(() => container.unmapDma(0x100000n, 0x1000));
+      const split = vfioError(() => container.unmapDma(0x100000n, P));
       expect(split.code).toBe("EINVAL");
-      const overlap = vfioError(() => container.mapDma({ vaddr: mem.address, iova: 0x102000n, size: 0x1000 }));
+      const overlap = vfioError(() => container.mapDma({ vaddr: mem.address, iova: 0x100000n + BigInt(2 * P), size: P }));
       expect(overlap.code).toBe("EEXIST");
-      expect(container.unmapDma(0x100000n, 0x4000)).toBe(0x4000n);
+      expect(container.unmapDma(0x100000n, 4 * P)).toBe(BigInt(4 * P));
       expect(container.iommuInfo().dmaAvailable).toBe(before);
-      container.mapDma({ vaddr: mem.address, iova: 0x200000n, size: 0x2000, write: false });
-      expect(container.unmapAllDma()).toBe(0x2000n);
+      container.mapDma({ vaddr: mem.address, iova: 0x200000n, size: 2 * P, write: false });
+      expect(container.unmapAllDma()).toBe(BigInt(2 * P));
     } finally {
       mem.close();
     }
@@ -166,7 +171,7 @@ describe("edu device", () => {
     expect(bar0.read32(0x00)).toBe(0x010000ed); // 0xRRrr00edu: major 1, minor 0
     bar0.write32(0x04, 0x12345678);
     expect(bar0.read32(0x04)).toBe(~0x12345678 >>> 0); // liveness check returns the inverse
-    const map = bar0.map({ offset: 0, length: 0x1000 });
+    const map = bar0.map({ offset: 0, length: P });
     map.write32(0x04, 0xa5a5a5a5);
     expect(map.read32(0x04)).toBe(0x5a5a5a5a);
   });
@@ -187,7 +192,7 @@ describe("lifetimes and errors", () => {
     const group = container.addGroup(eduBdf);
     const dev = group.openPciDevice(eduBdf);
     const bar0 = dev.region(0);
-    const map = bar0.map({ length: 0x1000 });
+    const map = bar0.map({ length: P });
     container.close();
     expect(dev.closed && group.closed && container.closed).toBe(true);
     expect(vfioError(() => bar0.read32(0)).code).toBe("ECLOSED");
