@@ -9,7 +9,7 @@ import { DmaBuffer } from "bun-vfio";
 import { CQE_BYTES, SQE_BYTES } from "./spec.ts";
 
 /** Called once per command: `status` is CQE DW3 bits 31:17 (0 = success), or {@link STATUS_TIMEOUT} / {@link STATUS_CANCELLED}. */
-export type Completion = (status: number, dw0: number) => void;
+export type Completion = (status: number, dw0: number, cid: number) => void;
 
 /** Pseudo status: the command's deadline passed (its CID stays reserved until the device answers). */
 export const STATUS_TIMEOUT = -1;
@@ -189,7 +189,7 @@ export class QueuePair implements Disposable {
       this.#callbacks[cid] = undefined;
       this.#free[this.#freeTop++] = cid;
       this.completed++;
-      done((dw3 >>> 17) & 0x7fff, dw0);
+      done((dw3 >>> 17) & 0x7fff, dw0, cid);
     }
     if (n > 0) this.#bar.write32(this.#cqDoorbell, this.#head);
     return n;
@@ -202,7 +202,7 @@ export class QueuePair implements Disposable {
       const done = this.#callbacks[cid];
       if (d > 0 && d < now && done !== undefined && done !== LOST) {
         this.#callbacks[cid] = LOST;
-        done(STATUS_TIMEOUT, 0);
+        done(STATUS_TIMEOUT, 0, cid);
       }
     }
   }
@@ -221,7 +221,7 @@ export class QueuePair implements Disposable {
       if (done === undefined) continue;
       this.#callbacks[cid] = undefined;
       this.#free[this.#freeTop++] = cid;
-      done(STATUS_CANCELLED, 0);
+      done(STATUS_CANCELLED, 0, cid);
     }
   }
 
