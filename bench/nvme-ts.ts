@@ -8,6 +8,7 @@
  *
  *   bun bench/nvme-ts.ts <bdf> <read|write> <qd> <polled|interrupt> <ios> <entries> [warmup=1000]
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { NvmeController } from "../examples/nvme/controller.ts";
 import { NVM } from "../examples/nvme/spec.ts";
 
@@ -78,10 +79,34 @@ async function run(n: number): Promise<number> {
   return performance.now() - t0;
 }
 
+/**
+ * CPU time per thread name (ms) from /proc/self/task/<tid>/stat (utime + stime,
+ * 100 Hz ticks): shows how much of the process's CPU goes to JIT compiler and
+ * GC threads rather than the thread running the driver.
+ */
+function threadCpu(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")).replace(/[0-9]+$/, "").trim() || "?";
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const key = tid === String(process.pid) ? "main" : name;
+      out[key] = (out[key] ?? 0) + (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
 await run(warmup); // JIT warm-up, not measured (the C side does the same I/Os)
+const threads0 = threadCpu();
 const cpu0 = process.cpuUsage();
 const elapsed = await run(ios);
 const cpu = process.cpuUsage(cpu0);
+const threads1 = threadCpu();
+const threads = Object.fromEntries(Object.entries(threads1).map(([k, v]) => [k, v - (threads0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
 if (failed) throw new Error(`an I/O failed with status 0x${failed.toString(16)}`);
 const sorted = lat.subarray(0, ios).sort();
 console.log(JSON.stringify({
@@ -90,4 +115,5 @@ console.log(JSON.stringify({
   p99_us: sorted[Math.floor(ios * 0.99)]! * 1000,
   cpu_us_per_io: (cpu.user + cpu.system) / ios,
   ios,
+  thread_cpu_ms: threads,
 }));

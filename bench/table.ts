@@ -20,7 +20,7 @@ export interface BenchResults {
   rows?: Row[];
 }
 
-export interface IoResult { iops: number; p50_us: number; p99_us: number; cpu_us_per_io: number; ios: number }
+export interface IoResult { iops: number; p50_us: number; p99_us: number; cpu_us_per_io: number; ios: number; thread_cpu_ms?: Record<string, number> }
 
 /** One line of the table. */
 export interface Row {
@@ -51,7 +51,7 @@ function row(section: string, name: string, unit: string, baseline: number | und
       r.goal = `<= ${goal.max}x`;
       r.met = r.ratio <= goal.max;
     } else if (goal.kind === "ratio-min") {
-      r.goal = `>= ${goal.min}x`;
+      r.goal = `>= ${+goal.min.toFixed(2)}x`;
       r.met = r.ratio >= goal.min;
     }
   }
@@ -92,7 +92,8 @@ export function renderTable(res: BenchResults): { rows: Row[]; text: string } {
   const D = "guest (QEMU TCG), NVMe 4 KiB random";
   for (const [key, r] of Object.entries(io)) {
     const detail = (x: IoResult | undefined) => (x ? `p50 ${x.p50_us.toFixed(0)} p99 ${x.p99_us.toFixed(0)} us, CPU ${x.cpu_us_per_io.toFixed(1)} us/IO` : "-");
-    rows.push(row(D, `${key}: TS vs C driver`, "IOPS", r.c?.iops, r.ts?.iops, { kind: "ratio-min", min: 0.9 }, `TS ${detail(r.ts)} | C ${detail(r.c)}`));
+    const threads = r.ts?.thread_cpu_ms ? ` [TS CPU ms by thread: ${Object.entries(r.ts.thread_cpu_ms).map(([k, v]) => `${k} ${v}`).join(", ")}]` : "";
+    rows.push(row(D, `${key}: TS vs C driver`, "IOPS", r.c?.iops, r.ts?.iops, { kind: "ratio-min", min: 0.9 }, `TS ${detail(r.ts)} | C ${detail(r.c)}${threads}`));
     rows.push(row(D, `${key}: TS vs kernel (fio io_uring${key.includes("polled") ? " hipri" : ""})`, "IOPS", r.kernel?.iops, r.ts?.iops, { kind: "ratio-min", min: 1 },
       r.kernel ? `kernel ${detail(r.kernel)}` : `kernel: ${r.kernelError ?? g?.kernelError ?? "not measured"}`));
   }
