@@ -33,7 +33,7 @@ const region0 = dev.region(0);
 let sink = 0;
 
 function perOp(name: string, f: (i: number) => void): void {
-  for (let i = 0; i < Math.min(n, 1000); i++) f(i); // JIT warm-up
+  for (let i = 0; i < Math.min(n, 3000); i++) f(i); // JIT warm-up
   const t = performance.now();
   for (let i = 0; i < n; i++) f(i);
   console.log(`${name} ${((performance.now() - t) * 1e6) / n}`);

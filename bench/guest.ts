@@ -52,8 +52,16 @@ const say = (s: string) => console.log(`[bench] ${s}`);
 const iterations = QUICK ? 2000 : 10000;
 const samples = QUICK ? 300 : 1000;
 say(`micro-benchmarks on ${bdf} (${iterations} iterations, ${samples} wake samples)`);
-results.microC = lines(run([join(BIN, "guest-micro"), bdf, groupPath, String(iterations), String(samples)]));
-results.microTs = lines(run(["bun", "bench/guest-micro.ts", bdf, String(iterations), String(samples)]));
+// Twice each, alternating (C, TS, TS, C), keeping each figure's best: the host is shared, and load only ever adds time.
+const best = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.min(v, b[k] ?? v)]));
+const microC = () => lines(run([join(BIN, "guest-micro"), bdf, groupPath, String(iterations), String(samples)]));
+const microTs = () => lines(run(["bun", "bench/guest-micro.ts", bdf, String(iterations), String(samples)]));
+const c1 = microC();
+const t1 = microTs();
+const t2 = QUICK ? t1 : microTs();
+const c2 = QUICK ? c1 : microC();
+results.microC = best(c1, c2);
+results.microTs = best(t1, t2);
 save();
 
 // 2. NVMe through VFIO: the C driver and the TypeScript driver, alternating per workload.
@@ -63,13 +71,24 @@ const iosFor = (qd: number) => (QUICK ? 1000 : qd === 1 ? 3000 : 8000);
 const warmup = QUICK ? 300 : 1000;
 const nvme: Record<string, { c?: IoResult; ts?: IoResult; kernel?: IoResult; kernelError?: string }> = {};
 results.nvme = nvme;
+const REPEATS = QUICK ? 1 : 3;
+/** The run with the median IOPS of several (all IOPS kept in `runs`). */
+function median(rs: IoResult[]): IoResult & { runs: number[] } {
+  const sorted = [...rs].sort((a, b) => a.iops - b.iops);
+  return { ...sorted[sorted.length >> 1]!, runs: rs.map((r) => Math.round(r.iops)) };
+}
 for (const w of workloads) {
   const key = `${w.rw} qd${w.qd} ${w.mode}`;
-  say(`nvme ${key}`);
+  say(`nvme ${key} (${REPEATS}x C and TypeScript, alternating)`);
   const ios = String(iosFor(w.qd));
-  const c = JSON.parse(run([join(BIN, "nvme-driver"), bdf, groupPath, w.rw, String(w.qd), w.mode, ios, String(ENTRIES), String(warmup)])) as IoResult;
-  const ts = JSON.parse(run(["bun", "bench/nvme-ts.ts", bdf, w.rw, String(w.qd), w.mode, ios, String(ENTRIES), String(warmup)])) as IoResult;
-  nvme[key] = { c, ts };
+  const cRuns: IoResult[] = [];
+  const tsRuns: IoResult[] = [];
+  const runC = () => cRuns.push(JSON.parse(run([join(BIN, "nvme-driver"), bdf, groupPath, w.rw, String(w.qd), w.mode, ios, String(ENTRIES), String(warmup)])));
+  const runTs = () => tsRuns.push(JSON.parse(run(["bun", "bench/nvme-ts.ts", bdf, w.rw, String(w.qd), w.mode, ios, String(ENTRIES), String(warmup)])));
+  for (let i = 0; i < REPEATS; i++) {
+    if (i % 2 === 0) { runC(); runTs(); } else { runTs(); runC(); }
+  }
+  nvme[key] = { c: median(cRuns), ts: median(tsRuns) };
   save();
 }
 
@@ -115,16 +134,20 @@ try {
     const key = `${w.rw} qd${w.qd} ${w.mode}`;
     const ios = iosFor(w.qd);
     try {
-      const out = run(["fio", "--name=bench", `--filename=${dev}`, "--direct=1", "--ioengine=io_uring", `--rw=rand${w.rw}`, "--bs=4k",
-        `--iodepth=${w.qd}`, `--number_ios=${ios}`, "--runtime=120", "--randrepeat=1", "--lat_percentiles=1", "--clat_percentiles=0",
-        "--percentile_list=50:99", ...(w.mode === "polled" ? ["--hipri=1"] : []), "--output-format=json"], 240_000);
-      const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
-      const side = job[w.rw];
-      const cpuUs = ((job.usr_cpu + job.sys_cpu) / 100) * job.job_runtime * 1000;
-      nvme[key]!.kernel = {
-        iops: side.iops, p50_us: side.lat_ns.percentile["50.000000"] / 1000, p99_us: side.lat_ns.percentile["99.000000"] / 1000,
-        cpu_us_per_io: cpuUs / side.total_ios, ios: side.total_ios,
-      };
+      const runs: IoResult[] = [];
+      for (let i = 0; i < REPEATS; i++) {
+        const out = run(["fio", "--name=bench", `--filename=${dev}`, "--direct=1", "--ioengine=io_uring", `--rw=rand${w.rw}`, "--bs=4k",
+          `--iodepth=${w.qd}`, `--number_ios=${ios}`, "--runtime=120", "--randrepeat=1", "--lat_percentiles=1", "--clat_percentiles=0",
+          "--percentile_list=50:99", ...(w.mode === "polled" ? ["--hipri=1"] : []), "--output-format=json"], 240_000);
+        const job = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
+        const side = job[w.rw];
+        const cpuUs = ((job.usr_cpu + job.sys_cpu) / 100) * job.job_runtime * 1000;
+        runs.push({
+          iops: side.iops, p50_us: side.lat_ns.percentile["50.000000"] / 1000, p99_us: side.lat_ns.percentile["99.000000"] / 1000,
+          cpu_us_per_io: cpuUs / side.total_ios, ios: side.total_ios,
+        });
+      }
+      nvme[key]!.kernel = median(runs);
     } catch (e) {
       nvme[key]!.kernelError = e instanceof Error ? e.message.slice(0, 300) : String(e);
     }

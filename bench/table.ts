@@ -20,7 +20,7 @@ export interface BenchResults {
   rows?: Row[];
 }
 
-export interface IoResult { iops: number; p50_us: number; p99_us: number; cpu_us_per_io: number; ios: number; thread_cpu_ms?: Record<string, number> }
+export interface IoResult { iops: number; p50_us: number; p99_us: number; cpu_us_per_io: number; ios: number; thread_cpu_ms?: Record<string, number>; runs?: number[] }
 
 /** One line of the table. */
 export interface Row {
@@ -91,7 +91,7 @@ export function renderTable(res: BenchResults): { rows: Row[]; text: string } {
   const io = g?.nvme ?? {};
   const D = "guest (QEMU TCG), NVMe 4 KiB random";
   for (const [key, r] of Object.entries(io)) {
-    const detail = (x: IoResult | undefined) => (x ? `p50 ${x.p50_us.toFixed(0)} p99 ${x.p99_us.toFixed(0)} us, CPU ${x.cpu_us_per_io.toFixed(1)} us/IO` : "-");
+    const detail = (x: IoResult | undefined) => (x ? `p50 ${x.p50_us.toFixed(0)} p99 ${x.p99_us.toFixed(0)} us, CPU ${x.cpu_us_per_io.toFixed(1)} us/IO${x.runs && x.runs.length > 1 ? `, IOPS runs ${x.runs.join("/")}` : ""}` : "-");
     const threads = r.ts?.thread_cpu_ms ? ` [TS CPU ms by thread: ${Object.entries(r.ts.thread_cpu_ms).map(([k, v]) => `${k} ${v}`).join(", ")}]` : "";
     rows.push(row(D, `${key}: TS vs C driver`, "IOPS", r.c?.iops, r.ts?.iops, { kind: "ratio-min", min: 0.9 }, `TS ${detail(r.ts)} | C ${detail(r.c)}${threads}`));
     rows.push(row(D, `${key}: TS vs kernel (fio io_uring${key.includes("polled") ? " hipri" : ""})`, "IOPS", r.kernel?.iops, r.ts?.iops, { kind: "ratio-min", min: 1 },

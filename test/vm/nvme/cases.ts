@@ -53,6 +53,12 @@ export const WRITES: Transfer[] = [...at(40000, "write"), { name: "write-last la
 export const DEPTH_LBA = 20000;
 export const DEPTH_COUNT = 300;
 
+/** Where examples/nvme/demo.ts writes its 8 blocks (byte i of the 4 KiB is (7i + 3) & 0xff). */
+export const DEMO_LBA = 100000;
+export function demoPattern(): Uint8Array {
+  return Uint8Array.from({ length: 4096 }, (_, i) => (i * 7 + 3) & 0xff);
+}
+
 /** Requests the driver must refuse before the device sees them; the host checks their LBAs stay zero. */
 export const REJECTED = {
   outOfRange: { lba: BLOCKS - 3, blocks: 4, offset: 0 }, // ends one block past the end; only its first LBA is free of other cases
@@ -93,3 +99,5 @@ export function rangePattern(tag: number, lba: number, blocks: number): Uint8Arr
 
 /** A marker the guest suite leaves in $BUN_VFIO_RESULTS once its write tests ran, so a filtered run (-t) skips the host checks. */
 export const WRITES_DONE_MARKER = "nvme-writes-ran";
+/** Left by the demo test, so a filtered run checks the demo's bytes only when it ran. */
+export const DEMO_DONE_MARKER = "nvme-demo-ran";

@@ -8,7 +8,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { BLOCK, DEPTH_COUNT, DEPTH_LBA, IMAGE_NAME, READS, REJECTED, TAG_DEPTH, TAG_READ, TAG_WRITE, WRITES, WRITES_DONE_MARKER, rangePattern } from "./cases.ts";
+import { BLOCK, DEMO_DONE_MARKER, DEMO_LBA, DEPTH_COUNT, demoPattern, DEPTH_LBA, IMAGE_NAME, READS, REJECTED, TAG_DEPTH, TAG_READ, TAG_WRITE, WRITES, WRITES_DONE_MARKER, rangePattern } from "./cases.ts";
 
 /** One host-side check, counted as a test in the summary. */
 export interface HostCheck {
@@ -41,13 +41,23 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
 }
 
 /**
- * Checks the image after the guest exited. Returns no checks when the guest
- * suite did not reach its write tests (a filtered run: no marker in `outDir`).
+ * Checks the image after the guest exited. In a filtered run (-t) only what
+ * the guest suite reached is checked (its markers in `outDir`).
  */
 export function afterExit(scratchDir: string, outDir: string, filtered: boolean): HostCheck[] {
-  if (filtered && !existsSync(join(outDir, WRITES_DONE_MARKER))) return [];
-  const fd = openSync(join(scratchDir, IMAGE_NAME), "r");
+  const ran = (marker: string) => !filtered || existsSync(join(outDir, marker));
   const checks: HostCheck[] = [];
+  if (ran(DEMO_DONE_MARKER)) {
+    const fd = openSync(join(scratchDir, IMAGE_NAME), "r");
+    try {
+      const demo = firstDifference(readAt(fd, DEMO_LBA, 8), demoPattern());
+      checks.push({ name: `host image holds the bytes examples/nvme/demo.ts wrote at LBA ${DEMO_LBA}`, ok: demo < 0, detail: demo < 0 ? undefined : `first wrong byte at image offset ${DEMO_LBA * BLOCK + demo}` });
+    } finally {
+      closeSync(fd);
+    }
+  }
+  if (!ran(WRITES_DONE_MARKER)) return checks;
+  const fd = openSync(join(scratchDir, IMAGE_NAME), "r");
   try {
     for (const w of WRITES) {
       const got = readAt(fd, w.lba, w.blocks);
