@@ -54,6 +54,8 @@ export class QueuePair implements Disposable {
 
   readonly #bar: Bar;
   readonly #sq: Uint32Array;
+  /** The CQ ring as words; read only after a fresh load saw the entry's phase flip. */
+  readonly #cq: Uint32Array;
   readonly #prp: Uint32Array;
   readonly #cqOffset: number;
   readonly #prpIova: number;
@@ -85,6 +87,7 @@ export class QueuePair implements Disposable {
     this.#sq = new Uint32Array(buf, base + l.sq, (entries * SQE_BYTES) / 4);
     this.#prp = new Uint32Array(buf, base + l.prp, ((entries - 1) * NVME_PAGE) / 4);
     this.#cqOffset = l.cq;
+    this.#cq = new Uint32Array(buf, base + l.cq, (entries * CQE_BYTES) / 4);
     this.#prpIova = Number(this.memory.iova) + l.prp;
     this.#sqDoorbell = 0x1000 + 2 * qid * doorbellStride;
     this.#cqDoorbell = 0x1000 + (2 * qid + 1) * doorbellStride;
@@ -176,8 +179,11 @@ export class QueuePair implements Disposable {
       const dw3 = mem.read32(off + 12);
       if (((dw3 >>> 16) & 1) !== this.#phase) break;
       // Barrier point (dma_rmb) on arm64: the phase load above before the loads below.
-      const dw0 = mem.read32(off);
-      this.sqHead = mem.read32(off + 8) & 0xffff;
+      // These two may be plain typed-array loads: the FFI load above is a call the JIT
+      // cannot move them across, and this slot is not read again until the device rewrites it.
+      const w = this.#head * 4;
+      const dw0 = this.#cq[w]!;
+      this.sqHead = this.#cq[w + 2]! & 0xffff;
       if (++this.#head === this.entries) {
         this.#head = 0;
         this.#phase ^= 1;
