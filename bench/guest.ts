@@ -68,7 +68,7 @@ save();
 const workloads: { rw: "read" | "write"; qd: number; mode: "polled" | "interrupt" }[] = [];
 for (const rw of ["read", "write"] as const) for (const qd of [1, 32]) for (const mode of ["polled", "interrupt"] as const) workloads.push({ rw, qd, mode });
 const iosFor = (qd: number) => (QUICK ? 1000 : qd === 1 ? 3000 : 8000);
-const warmup = QUICK ? 300 : 1000;
+const warmup = QUICK ? 300 : 5000; // the JIT under TCG keeps compiling for thousands of I/Os (see README)
 const nvme: Record<string, { c?: IoResult; ts?: IoResult; kernel?: IoResult; kernelError?: string }> = {};
 results.nvme = nvme;
 const REPEATS = QUICK ? 1 : 3;
