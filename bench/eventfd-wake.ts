@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { EventFd } from "../src/irq/eventfd.ts";
 import { EventWaiter } from "../src/irq/waiter.ts";
 
-const SAMPLES = Number(process.argv[2] ?? 2000);
+const SAMPLES = Number((import.meta.main ? process.argv[2] : undefined) ?? 2000);
 const WARMUP = 200;
 
 const C_SOURCE = String.raw`
@@ -87,8 +87,8 @@ function nowNs(): number {
   return Number(ts[0]!) * 1e9 + Number(ts[1]!);
 }
 
-type Stats = { median: number; p90: number; p99: number; n: number };
-function stats(ns: number[]): Stats {
+export type Stats = { median: number; p90: number; p99: number; n: number };
+export function stats(ns: number[]): Stats {
   const s = ns.slice(WARMUP).sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]! / 1000;
   return { median: at(0.5), p90: at(0.9), p99: at(0.99), n: s.length };
@@ -110,7 +110,7 @@ async function measure(binary: string, n: number, wake: (efd: EventFd, record: (
   return lat;
 }
 
-async function viaStream(binary: string): Promise<number[]> {
+export async function viaStream(binary: string): Promise<number[]> {
   return measure(binary, SAMPLES, async (efd, record) => {
     const waiter = new EventWaiter(efd);
     for (let i = 0; i < SAMPLES; i++) record(await waiter.next());
@@ -166,35 +166,43 @@ async function viaWorker(binary: string, dir: string): Promise<number[]> {
   });
 }
 
-function baseline(binary: string): number[] {
+export function baseline(binary: string): number[] {
   const run = Bun.spawnSync([binary, "baseline", String(SAMPLES)]);
   if (run.exitCode !== 0) throw new Error(`baseline failed: ${run.stderr.toString()}`);
   return run.stdout.toString().trim().split("\n").map(Number);
 }
 
-const cc = Bun.which("cc") ?? Bun.which("gcc") ?? Bun.which("clang");
-if (!cc) throw new Error("this benchmark needs a C compiler (cc) for the writer and the baseline");
-const dir = mkdtempSync(join(tmpdir(), "bun-vfio-wake-"));
-try {
+/** Compiles the writer + C baseline into `dir`; returns the binary. */
+export function buildWakeBinary(dir: string): string {
+  const cc = Bun.which("cc") ?? Bun.which("gcc") ?? Bun.which("clang");
+  if (!cc) throw new Error("this benchmark needs a C compiler (cc) for the writer and the baseline");
   writeFileSync(join(dir, "wake.c"), C_SOURCE);
   const binary = join(dir, "wake");
   const build = Bun.spawnSync([cc, "-O2", "-pthread", "-o", binary, join(dir, "wake.c")]);
   if (build.exitCode !== 0) throw new Error(`cc failed: ${build.stderr.toString()}`);
+  return binary;
+}
 
-  const rows: [string, Stats][] = [];
-  const c = stats(baseline(binary));
-  rows.push(["c-poll (baseline)", c]);
-  rows.push(["stream (library)", stats(await viaStream(binary))]);
-  rows.push(["worker+postMessage", stats(await viaWorker(binary, dir))]);
-  rows.push(["busy-poll tryRead", stats(await viaBusyPoll(binary))]);
-  rows.push(["c-poll (again)", stats(baseline(binary))]);
+if (import.meta.main) {
+  const dir = mkdtempSync(join(tmpdir(), "bun-vfio-wake-"));
+  try {
+    const binary = buildWakeBinary(dir);
 
-  const fmt = (x: number) => x.toFixed(1).padStart(7);
-  console.log(`eventfd wake latency, ${SAMPLES - WARMUP} samples each after ${WARMUP} warm-up; Bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs`);
-  console.log(`${"mechanism".padEnd(22)} ${"median us".padStart(9)} ${"p90 us".padStart(7)} ${"p99 us".padStart(7)}   x C median  x C p99`);
-  for (const [name, s] of rows) {
-    console.log(`${name.padEnd(22)} ${fmt(s.median).padStart(9)} ${fmt(s.p90)} ${fmt(s.p99)}   ${(s.median / c.median).toFixed(2).padStart(10)} ${(s.p99 / c.p99).toFixed(2).padStart(8)}`);
+    const rows: [string, Stats][] = [];
+    const c = stats(baseline(binary));
+    rows.push(["c-poll (baseline)", c]);
+    rows.push(["stream (library)", stats(await viaStream(binary))]);
+    rows.push(["worker+postMessage", stats(await viaWorker(binary, dir))]);
+    rows.push(["busy-poll tryRead", stats(await viaBusyPoll(binary))]);
+    rows.push(["c-poll (again)", stats(baseline(binary))]);
+
+    const fmt = (x: number) => x.toFixed(1).padStart(7);
+    console.log(`eventfd wake latency, ${SAMPLES - WARMUP} samples each after ${WARMUP} warm-up; Bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs`);
+    console.log(`${"mechanism".padEnd(22)} ${"median us".padStart(9)} ${"p90 us".padStart(7)} ${"p99 us".padStart(7)}   x C median  x C p99`);
+    for (const [name, s] of rows) {
+      console.log(`${name.padEnd(22)} ${fmt(s.median).padStart(9)} ${fmt(s.p90)} ${fmt(s.p99)}   ${(s.median / c.median).toFixed(2).padStart(10)} ${(s.p99 / c.p99).toFixed(2).padStart(8)}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
 }

@@ -28,9 +28,10 @@ import { OwnedFd } from "../src/sys/owned-fd.ts";
 /** FIONBIO from asm-generic/ioctls.h: a generic ioctl every file answers. */
 const FIONBIO = 0x5421;
 
-const native = process.argv[2] === "--native";
+const native = !import.meta.main || process.argv[2] === "--native";
 const bdf = native ? undefined : process.argv[2] ?? listPciDevices().find((d) => d.vendorId === 0x1234 && d.deviceId === 0x11e8 && d.driver === "vfio-pci")?.bdf;
-const N = Number(process.argv[3] ?? (native ? 2_000_000 : 20000));
+/** Iterations per operation (bench/run.ts imports this file and uses the native default). */
+const N = Number((import.meta.main ? process.argv[3] : undefined) ?? (native ? 2_000_000 : 20000));
 if (!bdf && !native) {
   console.error("no device: pass a BDF bound to vfio-pci, or run in `bunx bun-vfio sandbox`");
   process.exit(1);
@@ -64,7 +65,8 @@ int main(int argc, char **argv) {
   return sink == 42;
 }`;
 
-const C_NATIVE = String.raw`
+/** The native C baseline: load, store, pread of /dev/zero, an ioctl on /dev/zero. */
+export const C_NATIVE = String.raw`
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,7 +89,7 @@ int main(int argc, char **argv) {
 }`;
 
 /** Compiles `source` with cc -O2 and runs it with `args`; returns its "name value" lines. */
-function runCProgram(source: string, args: string[]): Record<string, number> {
+export function runCProgram(source: string, args: string[]): Record<string, number> {
   const dir = mkdtempSync(join(tmpdir(), "bun-vfio-bench-"));
   try {
     writeFileSync(join(dir, "bench.c"), source);
@@ -102,7 +104,7 @@ function runCProgram(source: string, args: string[]): Record<string, number> {
 }
 
 /** The library's paths on memory and files any host has. */
-function runBunNative(): Record<string, number> {
+export function runBunNative(): Record<string, number> {
   const mem = MappedMemory.mapAnonymous(4096, MAP_PRIVATE | MAP_ANONYMOUS);
   const zero = openPath("/dev/zero", O_RDONLY);
   const region = new Region(new OwnedFd(zero, "/dev/zero", "device"), {
@@ -155,11 +157,13 @@ function runBun(): Record<string, number> {
   return out;
 }
 
-const c = native ? runCProgram(C_NATIVE, [String(N)]) : runC();
-const bun = native ? runBunNative() : runBun();
-console.log(native ? `native paths without VFIO, ${N} iterations each (ns per operation)` : `register access on ${bdf}, ${N} iterations each (ns per operation)`);
-console.log(`${"operation".padEnd(14)} ${"C".padStart(10)} ${"bun-vfio".padStart(10)} ${"ratio".padStart(7)}`);
-for (const [name, ns] of Object.entries(bun)) {
-  const base = c[name]!;
-  console.log(`${name.padEnd(14)} ${base.toFixed(1).padStart(10)} ${ns.toFixed(1).padStart(10)} ${(ns / base).toFixed(2).padStart(6)}x`);
+if (import.meta.main) {
+  const c = native ? runCProgram(C_NATIVE, [String(N)]) : runC();
+  const bun = native ? runBunNative() : runBun();
+  console.log(native ? `native paths without VFIO, ${N} iterations each (ns per operation)` : `register access on ${bdf}, ${N} iterations each (ns per operation)`);
+  console.log(`${"operation".padEnd(14)} ${"C".padStart(10)} ${"bun-vfio".padStart(10)} ${"ratio".padStart(7)}`);
+  for (const [name, ns] of Object.entries(bun)) {
+    const base = c[name]!;
+    console.log(`${name.padEnd(14)} ${base.toFixed(1).padStart(10)} ${ns.toFixed(1).padStart(10)} ${(ns / base).toFixed(2).padStart(6)}x`);
+  }
 }

@@ -62,6 +62,19 @@ export const NVME: GuestDevice = {
   qemu: ["-drive", "if=none,id=nvm0,format=raw,file={tmp}/nvme0.img", "-device", "nvme,serial=bunvfio0,drive=nvm0"],
 };
 
+/**
+ * An NVMe controller for the data-integrity suite: 512-byte blocks, MDTS 7
+ * (512 KiB), a 64 MiB image the host seeds before boot and checks after.
+ */
+export const NVME_IO: GuestDevice = {
+  name: "nvme",
+  vendor: "1b36",
+  device: "0010",
+  vfio: true,
+  qemu: ["-drive", "if=none,id=nvmio,format=raw,file={tmp}/nvme-io.img",
+    "-device", "nvme,serial=bunvfioio,drive=nvmio,mdts=7,logical_block_size=512,physical_block_size=512"],
+};
+
 /** Intel 82574L (8086:10d3) on a user-mode netdev that reaches nothing (`restrict=on`); no option ROM. */
 export const E1000E: GuestDevice = {
   name: "e1000e",
@@ -109,6 +122,13 @@ export const PROFILES: Record<string, Profile> = {
       { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
       { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
     ],
+  },
+  nvme: {
+    name: "nvme",
+    description: "nvme on vfio-pci whose disk image the host seeds before boot and checks after (test/vm/nvme/host.ts)",
+    intremap: true,
+    devices: [NVME_IO],
+    scratch: { "nvme-io.img": 64 },
   },
   hotplug: {
     name: "hotplug",

@@ -44,6 +44,10 @@ export interface RunOptions {
   verbose?: boolean;
   /** Receives each line of the command's output (default: written to stdout). */
   onOutput?: (line: string) => void;
+  /** Runs on the host once the profile's scratch files exist in `scratchDir` ({tmp}), before QEMU starts: seed a disk image. */
+  beforeBoot?: (scratchDir: string) => void | Promise<void>;
+  /** Runs on the host after QEMU exited, before `scratchDir` is removed: check a disk image; `resultsDir` holds what the command wrote to `$BUN_VFIO_RESULTS`. Not called after Ctrl-C. */
+  afterExit?: (scratchDir: string, resultsDir: string) => void | Promise<void>;
 }
 
 /** What happened in a guest run. */
@@ -126,6 +130,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
       writeFileSync(join(tmp, name), "");
       truncateSync(join(tmp, name), mib * 1024 * 1024);
     }
+    await opts.beforeBoot?.(tmp);
     const qmpSocket = profile.monitor ? join(tmp, "qmp.sock") : undefined;
     const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
     const bootOpts: BootOptions = {
@@ -148,6 +153,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
       result = await boot(argv, bootOpts);
     }
     interrupted = result.interrupted;
+    if (!interrupted) await opts.afterExit?.(tmp, join(share, SHARE_OUT));
     if (existsSync(join(share, CTL.kernelLog))) cpSync(join(share, CTL.kernelLog), kernelLog);
     const statusText = existsSync(join(share, CTL.status)) ? readFileSync(join(share, CTL.status), "utf8").trim() : "";
     let status: number;

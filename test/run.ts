@@ -71,6 +71,19 @@ function usage(msg: string): never {
   process.exit(2);
 }
 
+/** A host-side check around a guest run (test/vm/<profile>/host.ts). */
+interface HostCheck {
+  name: string;
+  ok: boolean;
+  detail?: string;
+}
+
+/** What test/vm/<profile>/host.ts exports. */
+interface HostSteps {
+  beforeBoot?: (scratchDir: string) => void;
+  afterExit: (scratchDir: string, resultsDir: string, filtered: boolean) => HostCheck[];
+}
+
 /** One line of the summary. */
 interface SuiteResult {
   name: string;
@@ -121,6 +134,11 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
   if (dirs.length === 0) return { name: suite, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no guest test files" };
   if (prepareError) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `could not run: ${prepareError}` };
   const outDir = join(work, name);
+  // Host-side steps around the guest (test/vm/<profile>/host.ts): seed a disk image, then check it.
+  const hostFile = join(ROOT, "test/vm", name, "host.ts");
+  const host = existsSync(hostFile) ? (await import(hostFile)) as HostSteps : undefined;
+  let hostChecks: HostCheck[] = [];
+  let hostError: string | undefined;
   const command = ["bun", "test", `--timeout=${GUEST_TEST_TIMEOUT_MS}`, "--reporter=junit", `--reporter-outfile=${GUEST_RESULTS_DIR}/junit.xml`,
     ...(args.pattern ? ["-t", args.pattern] : []), ...dirs.map((d) => `./${d}`)];
   let output = "";
@@ -132,10 +150,25 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
       outDir,
       timeoutMs: GUEST_TIMEOUT_MS,
       verbose: args.verbose || undefined,
+      beforeBoot: host?.beforeBoot,
+      afterExit: host ? (scratch, results) => {
+        try {
+          hostChecks = host.afterExit(scratch, results, args.pattern !== undefined);
+        } catch (e) {
+          hostError = e instanceof Error ? e.message : String(e);
+        }
+      } : undefined,
       onOutput: (line) => {
         output += `${line}\n`;
         process.stdout.write(`${line}\n`);
       },
+    });
+    for (const c of hostChecks) process.stdout.write(`${c.ok ? "(pass)" : "(fail)"} ${c.name}${c.detail ? `: ${c.detail}` : ""}\n`);
+    if (hostError) process.stdout.write(`(fail) host-side checks of ${name}: ${hostError}\n`);
+    const addHost = (c: Counts): Counts => ({
+      passed: c.passed + hostChecks.filter((h) => h.ok).length,
+      failed: c.failed + hostChecks.filter((h) => !h.ok).length + (hostError ? 1 : 0),
+      skipped: c.skipped,
     });
     const junitPath = join(outDir, "junit.xml");
     const junit = existsSync(junitPath) ? readFileSync(junitPath, "utf8") : null;
@@ -145,7 +178,7 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
       if (notes.length) process.stderr.write(`kernel warnings about VFIO/IOMMU/PCI in ${name} (full log ${r.kernelLog}):\n  ${notes.join("\n  ")}\n`);
     }
     if (r.failure) {
-      const { counts } = countsOf(junit, output, r.status);
+      const counts = addHost(countsOf(junit, output, r.status).counts);
       counts.failed = Math.max(1, counts.failed);
       return {
         name: suite, counts, ms: performance.now() - t0,
@@ -153,7 +186,7 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
       };
     }
     const { counts, note } = countsOf(junit, output, r.status);
-    return { name: suite, counts, ms: performance.now() - t0, note: note ? `${note}; ${timing}` : timing };
+    return { name: suite, counts: addHost(counts), ms: performance.now() - t0, note: note ? `${note}; ${timing}` : timing };
   } catch (e) {
     if (!(e instanceof SandboxError)) throw e;
     prepareError = e.message.replace(/\n\s*/g, " ");
