@@ -52,14 +52,14 @@ const GIB = 2 ** 30;
 const CHUNK = 2 * 2 ** 20;
 const MAP_SHARED = 0x01, MAP_ANONYMOUS = 0x20, MAP_POPULATE = 0x8000;
 const mem = MappedMemory.mapAnonymous(GIB, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE);
-const base = mem.address;
+const base = mem.address; // a bigint: offsets are added as bigints
 let t = performance.now();
-for (let off = 0; off < GIB; off += CHUNK) container.mapDma({ vaddr: base + off, iova: BigInt(GIB + off), size: CHUNK });
+for (let off = 0; off < GIB; off += CHUNK) container.mapDma({ vaddr: base + BigInt(off), iova: BigInt(GIB + off), size: CHUNK });
 console.log(`dma-map-1g ${performance.now() - t}`);
 t = performance.now();
 for (let off = 0; off < GIB; off += CHUNK) container.unmapDma(BigInt(GIB + off), CHUNK);
 console.log(`dma-unmap-1g ${performance.now() - t}`);
-mem.unmap();
+mem.close();
 
 {
   using vectors = dev.msix.enable(1);

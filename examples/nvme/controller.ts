@@ -288,7 +288,7 @@ export class NvmeController implements AsyncDisposable {
     if (bytes > this.maxTransferBytes) {
       throw badRequest(command, `${bytes} bytes exceed the maximum transfer of ${this.maxTransferBytes} bytes (MDTS)`, "Split the request into transfers of at most maxTransferBytes.", p);
     }
-    if (buf.container !== this.container) throw badRequest(command, "the buffer is mapped in another container", "Allocate it with nvme.allocate().", p);
+    if (buf.space !== this.container) throw badRequest(command, "the buffer is mapped in another container", "Allocate it with nvme.allocate().", p);
     if (!Number.isInteger(offset) || offset < 0 || offset % 4 !== 0) {
       throw badRequest(command, `buffer offset ${offset} is misaligned`, "PRP entries need dword-aligned data: use an offset that is a multiple of 4.", p);
     }

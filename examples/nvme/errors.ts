@@ -18,7 +18,7 @@ export class NvmeCommandError extends VfioError {
     const sct = (status >>> 8) & 7;
     super({
       op: `NVMe ${command} (queue ${qid}, CID ${cid})`,
-      code: "NVME_STATUS",
+      code: "EIO", // the device completed the command with an error status (sct/sc below)
       errno: 5,
       path,
       detail: describeStatus(sct, sc),

@@ -158,9 +158,8 @@ export class QueuePair implements Disposable {
     sq[e + 14] = 0; sq[e + 15] = 0;
     if (++this.#tail === this.entries) this.#tail = 0;
     this.submitted++;
-    // Barrier point (wmb / writel): the entry and PRP list stores above must be visible
-    // to the device before the doorbell store below. x86 keeps stores in order; on
-    // arm64 this doorbell write needs the library's ordered BAR write (dmb oshst first).
+    // bar.write32 is writel: a write barrier (arm64 dmb oshst), then one store, so the
+    // entry and PRP list stores above are visible to the device before the doorbell.
     this.#bar.write32(this.#sqDoorbell, this.#tail);
     return cid;
   }
@@ -178,9 +177,9 @@ export class QueuePair implements Disposable {
       const off = this.#cqOffset + this.#head * CQE_BYTES;
       const dw3 = mem.read32(off + 12);
       if (((dw3 >>> 16) & 1) !== this.#phase) break;
-      // Barrier point (dma_rmb) on arm64: the phase load above before the loads below.
-      // These two may be plain typed-array loads: the FFI load above is a call the JIT
-      // cannot move them across, and this slot is not read again until the device rewrites it.
+      // mem.read32 is load + dma_rmb (arm64 dmb oshld): the loads below are not satisfied
+      // before the phase load. They may be plain typed-array loads: the JIT cannot move
+      // them across that call, and this slot is not read again until the device rewrites it.
       const w = this.#head * 4;
       const dw0 = this.#cq[w]!;
       this.sqHead = this.#cq[w + 2]! & 0xffff;
