@@ -1,0 +1,1 @@
+export function checkCommand(_a: string[]): number { return 0; }
