@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../sandbox/index.ts";
 import { countsOf, type Counts } from "./harness/counts.ts";
+import { ensureTestPackages } from "./harness/test-packages.ts";
 
 const ROOT = join(import.meta.dir, "..");
 /** Time a guest's `bun test` may run. */
@@ -119,6 +120,14 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
   banner(`guest tests, profile ${name}`);
   const dirs = profileTestDirs(PROFILES[name]!).filter(hasTests);
   if (dirs.length === 0) return { name: suite, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no guest test files" };
+  if (!prepareError) {
+    try {
+      await ensureTestPackages();
+    } catch (e) {
+      if (!(e instanceof SandboxError)) throw e;
+      prepareError = e.message.replace(/\n\s*/g, " ");
+    }
+  }
   if (prepareError) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `could not run: ${prepareError}` };
   const outDir = join(work, name);
   const command = ["bun", "test", `--timeout=${GUEST_TEST_TIMEOUT_MS}`, "--reporter=junit", `--reporter-outfile=${GUEST_RESULTS_DIR}/junit.xml`,

@@ -127,8 +127,7 @@ export function deviceUsage(bdf: string, group: number | undefined, options?: Ho
   const routes = parseDefaultRouteInterfaces(read(hostPath(options, "proc/net/route")) ?? "");
   const blockDevices = blockDevicesOf(bdf, options);
   const mounts = parseMounts(read(hostPath(options, "proc/self/mounts")) ?? "").filter((m) => blockDevices.includes(basename(m.source)));
-  const vfioHolders = group === undefined ? [] : groupNodePaths(group).flatMap((p) => fileHolders(p, options));
-  return { interfaces, defaultRoute: interfaces.filter((i) => routes.includes(i)), blockDevices, mounts, vfioHolders };
+  return { interfaces, defaultRoute: interfaces.filter((i) => routes.includes(i)), blockDevices, mounts, vfioHolders: vfioHolders(bdf, group, options) };
 }
 
 /** One line per reason the device is busy, empty when nothing uses it. */
@@ -138,4 +137,34 @@ export function usageReasons(usage: DeviceUsage): string[] {
   for (const m of usage.mounts) reasons.push(`${m.source} is mounted on ${m.target} (/proc/self/mounts)`);
   for (const h of usage.vfioHolders) reasons.push(`PID ${h.pid} (${h.comm}) holds ${h.path} open`);
   return reasons;
+}
+
+/**
+ * Processes holding a VFIO device of `bdf` open: its group node, or a
+ * device fd (`anon_inode:[vfio-device]`) whose /proc/<pid>/fdinfo names the
+ * device's sysfs path (kernels that print `vfio-device-syspath`). A process
+ * that closed the group but kept the device fd is caught only by the second.
+ */
+export function vfioHolders(bdf: string, group: number | undefined, options?: HostOptions): FileHolder[] {
+  const byPid = new Map<number, FileHolder>();
+  if (group !== undefined) for (const p of groupNodePaths(group)) for (const h of fileHolders(p, options)) byPid.set(h.pid, h);
+  const proc = hostPath(options, "proc");
+  for (const pid of list(proc)) {
+    if (!/^\d+$/.test(pid) || byPid.has(Number(pid))) continue;
+    for (const fd of list(`${proc}/${pid}/fd`)) {
+      let link: string;
+      try {
+        link = readlinkSync(`${proc}/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (link !== "anon_inode:[vfio-device]") continue;
+      const info = read(`${proc}/${pid}/fdinfo/${fd}`) ?? "";
+      if (info.includes(`/${bdf}\n`) || info.trimEnd().endsWith(`/${bdf}`)) {
+        byPid.set(Number(pid), { pid: Number(pid), comm: (read(`${proc}/${pid}/comm`) ?? "?").trim(), path: link });
+        break;
+      }
+    }
+  }
+  return [...byPid.values()].sort((a, b) => a.pid - b.pid);
 }
