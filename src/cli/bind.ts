@@ -144,16 +144,25 @@ async function waitForHolders(bdf: string, group: number | undefined, timeoutS: 
   return holders;
 }
 
-/** Runs the sysfs writes in a child (the unbind may block in the kernel) and waits for it at most `timeoutS`. */
+/** Runs the sysfs writes in a child (the unbind may block in the kernel) and waits for it at most `timeoutS` once it has started writing. */
 async function releaseInChild(bdf: string, driver: string | undefined, timeoutS: number, group: number | undefined): Promise<{ driver: string | null } | { error: string }> {
   const child = Bun.spawn([process.execPath, `${import.meta.dir}/release-worker.ts`, bdf, ...(driver ? [driver] : [])], { stdout: "pipe", stderr: "inherit", stdin: "ignore" });
-  const deadline = Date.now() + Math.max(timeoutS, 5) * 1000;
+  let output = "";
+  let startedAt: number | undefined;
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      output += decoder.decode(chunk, { stream: true });
+      if (startedAt === undefined && output.includes("start\n")) startedAt = Date.now();
+    }
+  })();
   let done = false;
-  const exited = child.exited.then(() => (done = true));
+  const finished = Promise.all([child.exited, reading]).then(() => (done = true));
+  const waitS = Math.max(timeoutS, 5);
   let lastReport = Date.now();
-  while (!done && Date.now() < deadline) {
-    await Promise.race([exited, Bun.sleep(POLL_MS)]);
-    if (!done && Date.now() - lastReport >= 1000) {
+  while (!done && (startedAt === undefined || Date.now() < startedAt + waitS * 1000)) {
+    await Promise.race([finished, Bun.sleep(POLL_MS)]);
+    if (!done && startedAt !== undefined && Date.now() - Math.max(lastReport, startedAt) >= 1000) {
       lastReport = Date.now();
       const holders = vfioHolders(bdf, group);
       console.error(`${bdf}: the kernel is waiting for the device to be released${holders.length ? ` by ${holderText(holders)}` : " (a process holds a VFIO device fd)"}`);
@@ -162,11 +171,11 @@ async function releaseInChild(bdf: string, driver: string | undefined, timeoutS:
   if (!done) {
     child.unref();
     const holders = vfioHolders(bdf, group);
-    return { error: `the unbind is still blocked in the kernel after ${Math.max(timeoutS, 5)} s ("blocked until released by user" in dmesg)${holders.length ? `; held by ${holderText(holders)}` : ""}. It completes by itself once the device is closed.` };
+    return { error: `the unbind is still blocked in the kernel after ${waitS} s ("blocked until released by user" in dmesg)${holders.length ? `; held by ${holderText(holders)}` : ""}. It completes by itself once the device is closed.` };
   }
-  const text = (await new Response(child.stdout).text()).trim().split("\n").pop() ?? "";
+  const last = output.trim().split("\n").pop() ?? "";
   try {
-    return JSON.parse(text) as { driver: string | null } | { error: string };
+    return JSON.parse(last) as { driver: string | null } | { error: string };
   } catch {
     return { error: `release worker ended with status ${child.exitCode} and no result` };
   }

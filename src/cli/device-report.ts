@@ -152,7 +152,7 @@ export function reportLines(r: DeviceReport): string[] {
     lines.push(`\tCapabilities: ${capabilityBracket(cap)} ${cap.text}`);
     for (const d of cap.details) lines.push(`\t\t${d}`);
   }
-  lines.push(`\tKernel driver in use: ${r.info.driver ?? "(none)"}`);
+  if (r.info.driver) lines.push(`\tKernel driver in use: ${r.info.driver}`);
   if (r.info.driverOverride) lines.push(`\tdriver_override: ${r.info.driverOverride}`);
   lines.push(`\tIOMMU group: ${groupText(r.group, r.info.iommuGroup)}`);
   if (r.group && r.group.members.length > 1) {

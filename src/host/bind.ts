@@ -27,7 +27,7 @@ export interface BindResult {
 /** Options of {@link releaseFromVfio}. */
 export interface ReleaseOptions extends BindOptions {
   /** The driver to give the device back to, usually `BindResult.previousDriver`. */
-  readonly previousDriver?: string;
+  readonly previousDriver?: string | undefined;
 }
 
 /** What {@link releaseFromVfio} left the device bound to. */

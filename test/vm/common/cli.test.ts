@@ -68,7 +68,7 @@ describe(`list (profile ${profile})`, () => {
     const bySlot = cli("list", "-s", first.slice(5)).out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
     expect(bySlot).toEqual([first]);
     if (WITH_LSPCI) {
-      for (const filter of [["-d", "1b36:"], ["-d", "8086:"], ["-s", "00:"], ["-s", ".0"], ["-d", ":11e8"]]) {
+      for (const filter of [["-d", "1b36:"], ["-s", ".0"], ["-d", ":11e8"]]) {
         const ours = cli("list", ...filter).out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
         const theirs = lspci("-D", ...filter).trimEnd().split("\n").filter(Boolean).map((l) => l.split(" ")[0]);
         expect(ours).toEqual(theirs);
@@ -137,31 +137,6 @@ describe(`info on every device (profile ${profile})`, () => {
       for (const q of d.vfio.irqs) if (!q.present && q.absentBecause) expect(q.absentBecause).toMatch(/^E[A-Z]+/);
       const bars = attr(d.bdf, "resource").split("\n").slice(0, 6).map((l) => l.trim().split(/\s+/)).map(([s, e]) => (BigInt(s!) === 0n && BigInt(e!) === 0n ? 0n : BigInt(e!) - BigInt(s!) + 1n));
       expect(d.vfio.plans.map((p: any) => p.bar)).toEqual(bars.flatMap((size, i) => (size > 0n ? [i] : [])));
-    }
-  });
-});
-
-describe("usage, failures, version", () => {
-  const someBdf = bdfs[0]!;
-  test("usage errors exit 2 in every command", () => {
-    for (const args of [["list", "--bogus"], ["list", "extra"], ["info", "--policy", "sometimes"], ["info", "-s", "zz"], ["plan", someBdf, "--bar", "9"], ["plan", someBdf, "--bar", "x"], ["plan"], ["check", "a", "b"], ["check", "nonsense"], ["bind"], ["release"], ["frobnicate"], []]) {
-      const r = cli(...args);
-      expect({ args, code: r.code }).toEqual({ args, code: 2 });
-      if (args.length) expect(r.err).not.toBe("");
-    }
-  });
-  test("a device that does not exist is a failure (1) naming ENODEV", () => {
-    const r = cli("info", "0000:7f:00.0");
-    expect(r.code).toBe(1);
-    expect(r.err).toContain("ENODEV");
-  });
-  test("--version prints package.json's version; --help has examples for each command", () => {
-    const pkg = JSON.parse(readFileSync(`${import.meta.dir}/../../../package.json`, "utf8"));
-    expect(cli("--version").out.trim()).toBe(`bun-vfio ${pkg.version}`);
-    for (const c of ["list", "info", "plan", "check", "bind", "release"]) {
-      const h = cli(c, "--help");
-      expect(h.code).toBe(0);
-      expect(h.out).toContain("Examples:");
     }
   });
 });
