@@ -5,6 +5,8 @@
  */
 import { dirname, join } from "node:path";
 import type { Profile } from "./profiles.ts";
+import { checkVisible, commandPaths, tmpBinds } from "./guest-paths.ts";
+import { PACKAGE_ROOT } from "./paths.ts";
 import { GUEST_RESULTS_DIR } from "./protocol.ts";
 import { isEnvName, shQuote } from "./shell.ts";
 
@@ -20,12 +22,28 @@ export interface CommandSpec {
   env?: Record<string, string>;
 }
 
-/** `ctl/job.sh`: shell variables read by /init. */
-export function jobScript(profile: Profile, cwd: string): string {
-  const bind = profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`);
+/**
+ * The host paths a command needs besides its working directory: the Bun
+ * binary, this package, and the paths among its words.
+ */
+export function neededPaths(command: readonly string[], cwd: string): string[] {
+  return [process.execPath, ...(Bun.which("bun") ? [Bun.which("bun")!] : []), PACKAGE_ROOT, ...commandPaths(command, cwd)];
+}
+
+/**
+ * `ctl/job.sh`: shell variables read by /init: the vendor:device ids to
+ * bind, the working directory, the results folder, and the /tmp folders to
+ * bind from the host (`command` decides which; see guest-paths.ts).
+ * @throws SandboxError when the command needs a path the guest cannot show
+ */
+export function jobScript(profile: Profile, cwd: string, command: readonly string[] = []): string {
+  const bind = [...new Set(profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`))];
+  const needed = neededPaths(command, cwd);
+  checkVisible(needed);
   return [
     `BIND=${shQuote(bind.join(" "))}`,
     `WORKDIR=${shQuote(cwd)}`,
+    `TMPBINDS=${shQuote(tmpBinds(cwd, needed).join(" "))}`,
     `RESULTS=${shQuote(GUEST_RESULTS_DIR)}`,
     "",
   ].join("\n");

@@ -42,6 +42,8 @@ export interface RunOptions {
   verbose?: boolean;
   /** Receives each line of the command's output (default: written to stdout). */
   onOutput?: (line: string) => void;
+  /** A `qemu-system-x86_64` to use instead of the one on PATH (e.g. your own build). */
+  qemu?: string;
 }
 
 /** What happened in a guest run. */
@@ -118,14 +120,14 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   try {
     mkdirSync(join(share, "ctl"), { recursive: true });
     mkdirSync(join(share, SHARE_OUT));
-    writeFileSync(join(share, CTL.job), jobScript(profile, cwd));
+    writeFileSync(join(share, CTL.job), jobScript(profile, cwd, opts.command));
     writeFileSync(join(share, CTL.cmd), commandScript({ profile, command: opts.command, cwd, env: opts.env }));
     for (const [name, mib] of Object.entries(profile.scratch ?? {})) {
       writeFileSync(join(tmp, name), "");
       truncateSync(join(tmp, name), mib * 1024 * 1024);
     }
     const qmpSocket = profile.monitor ? join(tmp, "qmp.sock") : undefined;
-    const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
+    const argv = qemuArgs(profile, { qemu: opts.qemu ?? tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
     const bootOpts: BootOptions = {
       monitor: qmpSocket ? { socket: qmpSocket, outDir: join(share, SHARE_OUT) } : undefined,
       consoleLog,

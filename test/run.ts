@@ -27,6 +27,7 @@ Runs test/unit on the host, then test/vm/common + test/vm/<profile> in a
 QEMU guest per profile (see bun src/cli/main.ts sandbox --list-profiles).
 
   --unit-only          host unit tests only
+  --no-host-vm         skip test/host-vm (host-side tests that boot their own guests; default: run when all profiles run)
   --profile NAME       only this guest profile (repeatable)
   -t, --test-name-pattern PATTERN   only tests whose name matches (also a bare PATTERN)
   --verbose            show the guests' kernel boot messages
@@ -37,10 +38,11 @@ interface Args {
   profiles: string[];
   pattern?: string;
   verbose: boolean;
+  hostVm: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { unitOnly: false, profiles: [], verbose: false };
+  const a: Args = { unitOnly: false, profiles: [], verbose: false, hostVm: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
@@ -55,6 +57,8 @@ function parseArgs(argv: string[]): Args {
       process.exit(0);
     } else if (key === "--unit-only") a.unitOnly = true;
     else if (key === "--verbose") a.verbose = true;
+    else if (key === "--no-host-vm") a.hostVm = false;
+    else if (key === "--host-vm") a.hostVm = true;
     else if (key === "--profile") {
       const p = value();
       if (!PROFILES[p]) usage(`unknown profile "${p}" (known: ${Object.keys(PROFILES).join(", ")})`);
@@ -64,6 +68,7 @@ function parseArgs(argv: string[]): Args {
     else usage(`unknown argument ${arg}`);
   }
   if (a.profiles.length === 0) a.profiles = Object.keys(PROFILES);
+  else if (!argv.includes("--host-vm")) a.hostVm = false; // naming profiles means: just those guests
   return a;
 }
 
@@ -90,13 +95,13 @@ function banner(text: string): void {
   process.stderr.write(`\n=== ${text} ===\n`);
 }
 
-async function runUnit(args: Args, work: string): Promise<SuiteResult> {
+async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit"): Promise<SuiteResult> {
   const t0 = performance.now();
-  banner("unit tests (host)");
-  if (!hasTests("test/unit")) return { name: "unit", counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no test files in test/unit" };
-  const junit = join(work, "unit.xml");
+  banner(name === "unit" ? "unit tests (host)" : `${name} tests (host, booting their own guests)`);
+  if (!hasTests(dir)) return { name, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: `no test files in ${dir}` };
+  const junit = join(work, `${name}.xml`);
   const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
-    ...(args.pattern ? ["-t", args.pattern] : []), "./test/unit"];
+    ...(args.pattern ? ["-t", args.pattern] : []), ...(name === "unit" ? [] : ["--timeout=900000"]), `./${dir}`];
   const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_VFIO_SANDBOX: undefined } });
   let output = "";
   const tee = async (stream: ReadableStream<Uint8Array>, sink: NodeJS.WriteStream): Promise<void> => {
@@ -108,7 +113,7 @@ async function runUnit(args: Args, work: string): Promise<SuiteResult> {
   };
   const [, , status] = await Promise.all([tee(proc.stdout, process.stdout), tee(proc.stderr, process.stderr), proc.exited]);
   const { counts, note } = countsOf(existsSync(junit) ? readFileSync(junit, "utf8") : null, output, status);
-  return { name: "unit", counts, ms: performance.now() - t0, note };
+  return { name, counts, ms: performance.now() - t0, note };
 }
 
 /** Set once a guest could not be prepared (QEMU or kernel missing): later profiles fail with the same reason. */
@@ -197,6 +202,7 @@ const results: SuiteResult[] = [];
 try {
   results.push(await runUnit(args, work));
   if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
+  if (!args.unitOnly && args.hostVm) results.push(await runUnit(args, work, "test/host-vm", "host-vm"));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -85,7 +85,7 @@ function standard(bytes: Uint8Array, cap: PciCapability, vendorId: number, devic
       const ccr = configRead16(bytes, at + 2);
       const bars = configRead32(bytes, at + 4);
       const loc = bars & 0xf;
-      const where = loc === 0xf ? " InCfgSpace" : loc >= 4 && loc <= 9 ? ` BAR${loc - 4} Offset=${h(((bars >>> 4) & 0xfffff) * 4, 8)}` : " BAR??";
+      const where = loc === 0xf ? " InCfgSpace" : loc >= 4 && loc <= 9 ? ` BAR${loc - 4} Offset=${h((bars >>> 4) & 0xfffff, 8)}` : " BAR??";
       return { text: `SATA HBA v${(ccr >> 4) & 0xf}.${ccr & 0xf}${where}`, details: [] };
     }
     case PciCapId.AF:
