@@ -16,9 +16,8 @@ export function tmpBinds(cwd: string, needed: readonly string[]): string[] {
   if (cwd.startsWith("/tmp/")) out.add(cwd);
   for (const p of needed) {
     if (!p.startsWith("/tmp/")) continue;
-    if (p === GUEST_RESULTS_DIR || p.startsWith(`${GUEST_RESULTS_DIR}/`)) {
-      throw new SandboxError(`${p} is hidden in the guest by the results folder ${GUEST_RESULTS_DIR}: move it elsewhere`);
-    }
+    // The guest's own results folder (e.g. --reporter-outfile=$BUN_VFIO_RESULTS/x), not a host path.
+    if (p === GUEST_RESULTS_DIR || p.startsWith(`${GUEST_RESULTS_DIR}/`)) continue;
     const top = `/tmp/${p.slice(5).split("/")[0]}`;
     if (cwd === top || cwd.startsWith(`${top}/`)) {
       if (p === cwd || p.startsWith(`${cwd}/`)) continue;
