@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseDefaultRouteInterfaces, parseMounts, deviceUsage } from "../../src/host/in-use.ts";
 import { checkReadiness, mayReadWrite, type Finding } from "../../src/host/readiness.ts";
+import { releaseFromVfio } from "../../src/host/bind.ts";
 
 const FIXTURES = join(import.meta.dir, "../fixtures/host");
 const roots: string[] = [];
@@ -181,4 +182,28 @@ describe("device verdicts", () => {
 test("route and mount parsers", () => {
   expect(parseDefaultRouteInterfaces("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\nens3\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\nens3\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\n")).toEqual(["ens3"]);
   expect(parseMounts("/dev/sda1 / ext4 rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n")).toEqual([{ source: "/dev/sda1", target: "/" }]);
+});
+
+test("releaseFromVfio refuses with EBUSY, naming the holder, instead of blocking in the kernel", () => {
+  const t = remapHost();
+  t.link("proc/777/fd/3", "/dev/vfio/3");
+  t.put("proc/777/comm", "my-driver\n");
+  const writes: string[] = [];
+  const write = (path: string, value: string) => void writes.push(`${path}=${value}`);
+  let err: any;
+  try {
+    releaseFromVfio("0000:00:03.0", { root: t.root, write });
+  } catch (e) {
+    err = e;
+  }
+  expect(err?.code).toBe("EBUSY");
+  expect(err.message).toContain("PID 777 (my-driver)");
+  expect(writes).toEqual([]);
+  // A device fd whose fdinfo names the device counts too (kernels that print vfio-device-syspath).
+  rmSync(join(t.root, "proc/777/fd/3"));
+  t.link("proc/777/fd/4", "anon_inode:[vfio-device]");
+  t.put("proc/777/fdinfo/4", "pos:\t0\nflags:\t02\nvfio-device-syspath: /sys/devices/pci0000:00/0000:00:03.0\n");
+  expect(() => releaseFromVfio("0000:00:03.0", { root: t.root, write })).toThrow("PID 777 (my-driver)");
+  releaseFromVfio("0000:00:03.0", { root: t.root, write, ignoreHolders: true });
+  expect(writes[0]).toContain("unbind=0000:00:03.0");
 });
