@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { groupViability, type GroupViability } from "../host/groups.ts";
 import { pciDevice, type PciDeviceInfo } from "../host/pci.ts";
 import { pciDevicePath, type HostOptions } from "../host/sysfs.ts";
+import { hex } from "../mmap-plan/format.ts";
 import { decodeBars } from "../pci/bars.ts";
 import { findCapability, PciCapId } from "../pci/capabilities.ts";
 import { configRead16, configRead32, PciCommand, PCI_STD_HEADER_SIZE } from "../pci/config-space.ts";
@@ -14,9 +15,7 @@ import { capabilityBracket, describeCapabilities, type CapabilityText } from "./
 import { className, lspciSize, progIfText, subsystemName, vendorDeviceName } from "./lspci-names.ts";
 
 /** `0x`-prefixed lowercase hex, zero-padded: the JSON form of every id and address. */
-export function hexString(n: number | bigint, width = 1): string {
-  return `0x${n.toString(16).padStart(width, "0")}`;
-}
+const hexString = hex;
 
 /** A BAR or the ROM as lspci -v shows it. */
 export interface RegionLine {

@@ -6,7 +6,8 @@
 import { VfioError } from "../errors.ts";
 import { pciDevice } from "../host/pci.ts";
 import { JSON_SCHEMA_VERSION, parse, policyOf, printJson, requireBdf, UsageError } from "./args.ts";
-import { deviceReport, hexString, reportJson, reportLines } from "./device-report.ts";
+import { deviceReport, reportJson, reportLines } from "./device-report.ts";
+import { hex as hexString } from "../mmap-plan/format.ts";
 import type { MmapPlan } from "../mmap-plan.ts";
 import { FILTER_OPTIONS, filtersOf, selectDevices } from "./select.ts";
 import { presentBars, vfioLines, vfioReport, withDevice, type VfioReport } from "./vfio-report.ts";

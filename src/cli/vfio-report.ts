@@ -10,7 +10,7 @@ import { Container } from "../iommu/container.ts";
 import type { PciDevice } from "../device/pci-device.ts";
 import type { MmapPolicy } from "../mmap-plan.ts";
 import * as V from "../uapi/vfio.ts";
-import { hexString } from "./device-report.ts";
+import { hex as hexString } from "../mmap-plan/format.ts";
 
 const REGION_NAMES = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"];
 const IRQ_NAMES = ["INTx", "MSI", "MSI-X", "ERR", "REQ"];
