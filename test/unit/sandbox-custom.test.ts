@@ -83,7 +83,9 @@ describe("what the guest can see", () => {
     const script = join(dir, "job.ts");
     writeFileSync(script, "");
     const top = `/tmp/${dir.slice(5).split("/")[0]}`;
-    expect(jobScript(PROFILES.remap!, "/work", ["bun", script])).toContain(`TMPBINDS=${top}\n`);
+    const line = jobScript(PROFILES.remap!, "/work", ["bun", script]).split("\n").find((l) => l.startsWith("TMPBINDS="))!;
+    // Bun itself may live under /tmp too (a bun@x from npm in a temp folder): then it is bound as well.
+    expect(line.slice("TMPBINDS=".length).replace(/'/g, "").split(" ")).toContain(top);
   });
 });
 
