@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
 /**
- * The whole test suite (`npm test`): host unit tests, then for each sandbox
- * profile a QEMU guest running that profile's guest suites with real
- * vfio-pci. Prints a per-suite summary; the last line is always
+ * The whole test suite (`npm test`): host unit tests, the package tests
+ * (npm pack into a scratch consumer; the unit suite under the minimum
+ * engines.bun), then for each sandbox profile a QEMU guest running that
+ * profile's guest suites with real vfio-pci, then test/host-vm (host-side
+ * tests that boot their own guests, e.g. sandbox --device). Prints a per-suite summary; the last line is always
  * `tests: N passed, N failed[, N skipped]`. Exits 1 when anything failed,
  * including a suite that could not run (never a silent skip).
  *
@@ -23,8 +25,8 @@ const GUEST_TEST_TIMEOUT_MS = 60_000;
 
 const HELP = `Usage: bun test/run.ts [options] [PATTERN]
 
-Runs test/unit on the host, then test/vm/common + test/vm/<profile> in a
-QEMU guest per profile (see bun src/cli/main.ts sandbox --list-profiles).
+Runs test/unit and test/package on the host, then test/vm/common +
+test/vm/<profile> in a QEMU guest per profile, then test/host-vm (see bun src/cli/main.ts sandbox --list-profiles).
 
   --unit-only          host unit tests only
   --no-host-vm         skip test/host-vm (host-side tests that boot their own guests; default: run when all profiles run)
@@ -97,7 +99,7 @@ function banner(text: string): void {
 
 async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit"): Promise<SuiteResult> {
   const t0 = performance.now();
-  banner(name === "unit" ? "unit tests (host)" : `${name} tests (host, booting their own guests)`);
+  banner(name === "unit" ? "unit tests (host)" : name === "package" ? "package tests (host: npm pack, engines.bun)" : `${name} tests (host, booting their own guests)`);
   if (!hasTests(dir)) return { name, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: `no test files in ${dir}` };
   const junit = join(work, `${name}.xml`);
   const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
@@ -201,6 +203,7 @@ const work = mkdtempSync(join(tmpdir(), "bun-vfio-tests-"));
 const results: SuiteResult[] = [];
 try {
   results.push(await runUnit(args, work));
+  results.push(await runUnit(args, work, "test/package", "package"));
   if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
   if (!args.unitOnly && args.hostVm) results.push(await runUnit(args, work, "test/host-vm", "host-vm"));
 } finally {
