@@ -64,21 +64,20 @@ describe(`list (profile ${profile})`, () => {
       expect(row.endsWith(`  ${truth.get(bdf)}`)).toBe(true);
     }
   });
-  test("-s and -d select what lspci selects", () => {
-    const nvmeLike = bdfs.filter((b) => attr(b, "class").startsWith("0x0108"));
-    const byClass = cli("list", "-d", "::0108").out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
-    expect(byClass).toEqual(nvmeLike);
-    const first = bdfs[0]!;
-    const bySlot = cli("list", "-s", first.slice(5)).out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
-    expect(bySlot).toEqual([first]);
-    if (WITH_LSPCI) {
-      for (const filter of [["-d", "1b36:"], ["-s", ".0"], ["-d", ":11e8"]]) {
-        const ours = cli("list", ...filter).out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
-        const theirs = lspci("-D", ...filter).trimEnd().split("\n").filter(Boolean).map((l) => l.split(" ")[0]);
-        expect(ours).toEqual(theirs);
-      }
-    }
+  const rowsOf = (...filter: string[]) => cli("list", ...filter).out.trimEnd().split("\n").slice(1).map((r) => r.split(/\s+/)[0]);
+  test("-d ::0108 selects the devices whose sysfs class is 0x0108xx", () => {
+    expect(rowsOf("-d", "::0108")).toEqual(bdfs.filter((b) => attr(b, "class").startsWith("0x0108")));
   });
+  test("-s bus:dev.fn selects exactly that device", () => {
+    expect(rowsOf("-s", bdfs[0]!.slice(5))).toEqual([bdfs[0]!]);
+  });
+  // One test per filter: a bun start in a loaded TCG guest takes seconds.
+  for (const filter of [["-d", "1b36:"], ["-s", ".0"], ["-d", ":11e8"]]) {
+    test.if(WITH_LSPCI)(`${filter.join(" ")} selects what lspci selects`, () => {
+      const theirs = lspci("-D", ...filter).trimEnd().split("\n").filter(Boolean).map((l) => l.split(" ")[0]);
+      expect(rowsOf(...filter)).toEqual(theirs);
+    });
+  }
   test("--json: hex ids exactly as sysfs prints them, every key present", () => {
     const { code: c, doc } = cliJson("list");
     expect(c).toBe(0);
