@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { cli, cliJson } from "../cli-run.ts";
 
-test("not ready: no MSI isolation, with the fix", () => {
+test("not ready: no MSI isolation, with the fix", { timeout: 180_000 }, () => {
   expect(readFileSync("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "utf8").trim()).toBe("N");
   const { code, doc } = cliJson("check");
   expect(code).toBe(1);

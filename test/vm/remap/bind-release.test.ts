@@ -23,7 +23,7 @@ afterAll(() => {
   }
 });
 
-test("release waits for the holder, names its PID, and fails after --timeout leaving the device bound", async () => {
+test("release waits for the holder, names its PID, and fails after --timeout leaving the device bound", { timeout: 180_000 }, async () => {
   const holder = Bun.spawn(["bun", join(import.meta.dir, "hold-group.ts"), edu], { stdout: "pipe", stderr: "inherit" });
   try {
     const reader = holder.stdout.getReader();
@@ -49,7 +49,7 @@ test("release waits for the holder, names its PID, and fails after --timeout lea
   expect(ok.out.trim()).toBe(`${edu} released; now bound to no driver`);
 });
 
-test("bind --dry-run lists the writes and changes nothing; then several devices at once", () => {
+test("bind --dry-run lists the writes and changes nothing; then several devices at once", { timeout: 180_000 }, () => {
   expect(driverOf(edu)).toBeUndefined();
   const dry = cli("bind", edu, nvme, "--dry-run");
   expect(dry.code).toBe(0);

@@ -18,7 +18,7 @@ test("the host is ready: IOMMU groups, IR- chips as evidence, modules, /dev/vfio
   expect(byId.modules.status).toBe("ok");
 });
 
-test("the nvme is ready: its group, vfio-pci, nobody holds it; text output says so", () => {
+test("the nvme is ready: its group, vfio-pci, nobody holds it; text output says so", { timeout: 180_000 }, () => {
   const nvme = find(IDS.nvme);
   const { code, doc } = cliJson("check", nvme);
   expect(code).toBe(0);

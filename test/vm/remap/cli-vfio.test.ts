@@ -33,7 +33,7 @@ test("info on conventional PCI (edu): no failure, ERR absent with the reason, MS
   expect(err.present).toBe(false);
 });
 
-test("plan follows --policy and --bar; --json has hex offsets", () => {
+test("plan follows --policy and --bar; --json has hex offsets", { timeout: 180_000 }, () => {
   const strict = cli("plan", nvme, "--bar", "0", "--policy", "strict");
   expect(strict.code).toBe(0);
   expect(strict.out).toContain("rule 4");

@@ -10,7 +10,7 @@ import { driverOf, find, groupOf, IDS } from "../ground-truth.ts";
 const edu = find(IDS.edu);
 const rng = find("1af4:1005");
 
-test("the edu is not ready: group not viable, the virtio-rng named with its driver and the fix", () => {
+test("the edu is not ready: group not viable, the virtio-rng named with its driver and the fix", { timeout: 180_000 }, () => {
   if (driverOf(rng) === undefined) writeFileSync("/sys/bus/pci/drivers/virtio-pci/bind", rng);
   expect(driverOf(rng)).toBe("virtio-pci");
   expect(groupOf(rng)).toBe(groupOf(edu));
