@@ -8,3 +8,4 @@ export { GUEST_RESULTS_DIR } from "./protocol.ts";
 export { SandboxError } from "./log.ts";
 export { kernelHighlights } from "./kernel-log.ts";
 export { sandboxCommand } from "./cli.ts";
+export { cacheDir, PACKAGE_ROOT } from "./paths.ts";

@@ -45,7 +45,7 @@ ${opts.ownRoot ? "R=/host; mkdir -p $R" : "R=/root"}
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=${MSIZE},cache=loose ${TAG_HOST} $R || die "cannot mount the host's / (9p tag ${TAG_HOST})"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${MSIZE} ${TAG_SHARE} /share || die "cannot mount the results share (9p tag ${TAG_SHARE})"
 [ -f /share/${CTL.job} ] || die "no /share/${CTL.job}"
-BIND=""; WORKDIR=/; RESULTS=${GUEST_RESULTS_DIR}
+BIND=""; WORKDIR=/; TMPBINDS=""; RESULTS=${GUEST_RESULTS_DIR}
 . /share/${CTL.job}
 
 # Bind every device whose vendor:device is listed in BIND to vfio-pci.
@@ -82,10 +82,14 @@ sleep 30
 /** x86: the chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share. */
 const CHROOT = `# The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
 mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
-case "$WORKDIR" in /tmp/*) mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp;; esac
+# Host folders under /tmp the command needs (its directory, Bun, the package, its arguments): bound over the tmpfs.
+[ -n "$TMPBINDS" ] && { mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp; }
 mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
 mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
-case "$WORKDIR" in /tmp/*) mkdir -p "$R$WORKDIR" && mount -o bind "/hosttmp\${WORKDIR#/tmp}" "$R$WORKDIR" || die "cannot bind $WORKDIR";; esac
+for p in $TMPBINDS; do
+  [ -e "/hosttmp\${p#/tmp}" ] || die "$p (needed by the command) does not exist on the host"
+  mkdir -p "$R$p" && mount -o bind "/hosttmp\${p#/tmp}" "$R$p" || die "cannot bind $p into the guest"
+done
 mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
 
 `;

@@ -5,6 +5,8 @@
  */
 import { dirname, join } from "node:path";
 import type { Profile } from "./profiles.ts";
+import { checkVisible, commandPaths, tmpBinds } from "./guest-paths.ts";
+import { PACKAGE_ROOT } from "./paths.ts";
 import { GUEST_RESULTS_DIR } from "./protocol.ts";
 import { isEnvName, shQuote } from "./shell.ts";
 
@@ -26,14 +28,28 @@ export interface CommandSpec {
 export const GUEST_BUN_PATH = "/usr/local/bin/bun";
 
 /**
- * `ctl/job.sh`: shell variables read by /init.
- * @param hostBun arm64 guests: host path of the aarch64 Bun, reached by the guest under the host's `/`
+ * The host paths a command needs besides its working directory: the Bun
+ * binary, this package, and the paths among its words.
  */
-export function jobScript(profile: Profile, cwd: string, hostBun?: string): string {
-  const bind = profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`);
+export function neededPaths(command: readonly string[], cwd: string): string[] {
+  return [process.execPath, ...(Bun.which("bun") ? [Bun.which("bun")!] : []), PACKAGE_ROOT, ...commandPaths(command, cwd)];
+}
+
+/**
+ * `ctl/job.sh`: shell variables read by /init: the vendor:device ids to
+ * bind, the working directory, the results folder, and the /tmp folders to
+ * bind from the host (`command` decides which; see guest-paths.ts), and on
+ * arm64 the host path of the aarch64 Bun the guest links (`hostBun`).
+ * @throws SandboxError when the command needs a path the guest cannot show
+ */
+export function jobScript(profile: Profile, cwd: string, command: readonly string[] = [], hostBun?: string): string {
+  const bind = [...new Set(profile.devices.filter((d) => d.vfio).map((d) => `${d.vendor}:${d.device}`))];
+  const needed = neededPaths(command, cwd);
+  checkVisible(needed);
   return [
     `BIND=${shQuote(bind.join(" "))}`,
     `WORKDIR=${shQuote(cwd)}`,
+    `TMPBINDS=${shQuote(tmpBinds(cwd, needed).join(" "))}`,
     `RESULTS=${shQuote(GUEST_RESULTS_DIR)}`,
     ...(hostBun ? [`GUEST_BUN=${shQuote(hostBun)}`] : []),
     "",

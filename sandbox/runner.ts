@@ -48,6 +48,8 @@ export interface RunOptions {
   beforeBoot?: (scratchDir: string) => void | Promise<void>;
   /** Runs on the host after QEMU exited, before `scratchDir` is removed: check a disk image; `resultsDir` holds what the command wrote to `$BUN_VFIO_RESULTS`. Not called after Ctrl-C. */
   afterExit?: (scratchDir: string, resultsDir: string) => void | Promise<void>;
+  /** A `qemu-system-x86_64` to use instead of the one on PATH (e.g. your own build). */
+  qemu?: string;
 }
 
 /** What happened in a guest run. */
@@ -123,7 +125,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   try {
     mkdirSync(join(share, "ctl"), { recursive: true });
     mkdirSync(join(share, SHARE_OUT));
-    writeFileSync(join(share, CTL.job), jobScript(profile, cwd, guest.hostBun));
+    writeFileSync(join(share, CTL.job), jobScript(profile, cwd, opts.command, guest.hostBun));
     const guestBun = guest.hostBun ? GUEST_BUN_PATH : undefined;
     writeFileSync(join(share, CTL.cmd), commandScript({ profile, command: opts.command, cwd, env: opts.env, guestBun }));
     for (const [name, mib] of Object.entries(profile.scratch ?? {})) {
@@ -132,7 +134,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
     }
     await opts.beforeBoot?.(tmp);
     const qmpSocket = profile.monitor ? join(tmp, "qmp.sock") : undefined;
-    const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
+    const argv = qemuArgs(profile, { qemu: opts.qemu ?? tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
     const bootOpts: BootOptions = {
       monitor: qmpSocket ? { socket: qmpSocket, outDir: join(share, SHARE_OUT) } : undefined,
       consoleLog,

@@ -57,6 +57,8 @@ export {
   type BindOptions, type BindResult, type GroupMember, type GroupViability, type HostOptions, type IsolationContainerState,
   type IsolationEvidenceSources, type PciAddress, type PciDeviceInfo, type PciIdNames, type PciIdQuery, type PciResource,
   type ReleaseOptions, type ReleaseResult, type SysfsWriter,
+  checkReadiness, deviceUsage, evaluateDevice, evaluateHost, readDeviceFacts, readHostFacts, TYPICAL_DMA_BYTES, vfioHolders,
+  type DeviceFacts, type DeviceUsage, type FileHolder, type Finding, type FindingStatus, type HostFacts, type Readiness,
 } from "./host/index.ts";
 
 // Config-space parsing (also `bun-vfio/pci`)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bun
 /**
- * The whole test suite (`npm test`): host unit tests, then for each sandbox
- * profile a QEMU guest running that profile's guest suites with real
- * vfio-pci. Prints a per-suite summary; the last line is always
+ * The whole test suite (`npm test`): host unit tests, the package tests
+ * (npm pack into a scratch consumer; the unit suite under the minimum
+ * engines.bun), then for each sandbox profile a QEMU guest running that
+ * profile's guest suites with real vfio-pci, then test/host-vm (host-side
+ * tests that boot their own guests, e.g. sandbox --device). Prints a per-suite summary; the last line is always
  * `tests: N passed, N failed[, N skipped]`. Exits 1 when anything failed,
  * including a suite that could not run (never a silent skip).
  *
@@ -13,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../sandbox/index.ts";
 import { countsOf, type Counts } from "./harness/counts.ts";
+import { ensureTestPackages } from "./harness/test-packages.ts";
 
 const ROOT = join(import.meta.dir, "..");
 /** Time a guest's `bun test` may run. */
@@ -22,10 +25,11 @@ const GUEST_TEST_TIMEOUT_MS = 60_000;
 
 const HELP = `Usage: bun test/run.ts [options] [PATTERN]
 
-Runs test/unit on the host, then test/vm/common + test/vm/<profile> in a
-QEMU guest per profile (see bun src/cli/main.ts sandbox --list-profiles).
+Runs test/unit and test/package on the host, then test/vm/common +
+test/vm/<profile> in a QEMU guest per profile, then test/host-vm (see bun src/cli/main.ts sandbox --list-profiles).
 
   --unit-only          host unit tests only
+  --no-host-vm         skip test/host-vm (host-side tests that boot their own guests; default: run when all profiles run)
   --profile NAME       only this guest profile (repeatable)
   -t, --test-name-pattern PATTERN   only tests whose name matches (also a bare PATTERN)
   --verbose            show the guests' kernel boot messages
@@ -36,10 +40,11 @@ interface Args {
   profiles: string[];
   pattern?: string;
   verbose: boolean;
+  hostVm: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { unitOnly: false, profiles: [], verbose: false };
+  const a: Args = { unitOnly: false, profiles: [], verbose: false, hostVm: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
@@ -54,6 +59,8 @@ function parseArgs(argv: string[]): Args {
       process.exit(0);
     } else if (key === "--unit-only") a.unitOnly = true;
     else if (key === "--verbose") a.verbose = true;
+    else if (key === "--no-host-vm") a.hostVm = false;
+    else if (key === "--host-vm") a.hostVm = true;
     else if (key === "--profile") {
       const p = value();
       if (!PROFILES[p]) usage(`unknown profile "${p}" (known: ${Object.keys(PROFILES).join(", ")})`);
@@ -63,6 +70,7 @@ function parseArgs(argv: string[]): Args {
     else usage(`unknown argument ${arg}`);
   }
   if (a.profiles.length === 0) a.profiles = Object.keys(PROFILES);
+  else if (!argv.includes("--host-vm")) a.hostVm = false; // naming profiles means: just those guests
   return a;
 }
 
@@ -102,13 +110,13 @@ function banner(text: string): void {
   process.stderr.write(`\n=== ${text} ===\n`);
 }
 
-async function runUnit(args: Args, work: string): Promise<SuiteResult> {
+async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit"): Promise<SuiteResult> {
   const t0 = performance.now();
-  banner("unit tests (host)");
-  if (!hasTests("test/unit")) return { name: "unit", counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no test files in test/unit" };
-  const junit = join(work, "unit.xml");
+  banner(name === "unit" ? "unit tests (host)" : name === "package" ? "package tests (host: npm pack, engines.bun)" : `${name} tests (host, booting their own guests)`);
+  if (!hasTests(dir)) return { name, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: `no test files in ${dir}` };
+  const junit = join(work, `${name}.xml`);
   const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
-    ...(args.pattern ? ["-t", args.pattern] : []), "./test/unit"];
+    ...(args.pattern ? ["-t", args.pattern] : []), ...(name === "unit" ? [] : ["--timeout=900000"]), `./${dir}`];
   const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_VFIO_SANDBOX: undefined } });
   let output = "";
   const tee = async (stream: ReadableStream<Uint8Array>, sink: NodeJS.WriteStream): Promise<void> => {
@@ -120,7 +128,7 @@ async function runUnit(args: Args, work: string): Promise<SuiteResult> {
   };
   const [, , status] = await Promise.all([tee(proc.stdout, process.stdout), tee(proc.stderr, process.stderr), proc.exited]);
   const { counts, note } = countsOf(existsSync(junit) ? readFileSync(junit, "utf8") : null, output, status);
-  return { name: "unit", counts, ms: performance.now() - t0, note };
+  return { name, counts, ms: performance.now() - t0, note };
 }
 
 /** Set once a guest could not be prepared (QEMU or kernel missing): later profiles fail with the same reason. */
@@ -132,6 +140,14 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
   banner(`guest tests, profile ${name}`);
   const dirs = profileTestDirs(PROFILES[name]!).filter(hasTests);
   if (dirs.length === 0) return { name: suite, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no guest test files" };
+  if (!prepareError) {
+    try {
+      await ensureTestPackages();
+    } catch (e) {
+      if (!(e instanceof SandboxError)) throw e;
+      prepareError = e.message.replace(/\n\s*/g, " ");
+    }
+  }
   if (prepareError) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `could not run: ${prepareError}` };
   const outDir = join(work, name);
   // Host-side steps around the guest (test/vm/<profile>/host.ts): seed a disk image, then check it.
@@ -220,7 +236,9 @@ const work = mkdtempSync(join(tmpdir(), "bun-vfio-tests-"));
 const results: SuiteResult[] = [];
 try {
   results.push(await runUnit(args, work));
+  results.push(await runUnit(args, work, "test/package", "package"));
   if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
+  if (!args.unitOnly && args.hostVm) results.push(await runUnit(args, work, "test/host-vm", "host-vm"));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

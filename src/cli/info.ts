@@ -1,103 +1,137 @@
 /**
- * `bun-vfio info` and `bun-vfio plan`: open a device through VFIO and show
- * what the kernel reports, and the mmap plan of each BAR.
+ * `bun-vfio info` and `bun-vfio plan`: what sysfs and config space say about
+ * a device (lspci -vv style), and for a device on vfio-pci what the kernel
+ * reports through VFIO and the mmap plan of each BAR.
  */
 import { VfioError } from "../support/errors.ts";
-import { Container } from "../iommu/container.ts";
-import type { RegionInfo } from "../uapi/structs.ts";
-import type { PciDevice } from "../device/pci-device.ts";
 import { pciDeviceInfo } from "../host/pci.ts";
-import * as V from "../uapi/vfio.ts";
-import type { MmapPolicy } from "../mmap-plan/index.ts";
-import { hex } from "../support/format.ts";
-import { parse, policyOf, requireBdf } from "./args.ts";
+import { JSON_SCHEMA_VERSION, parse, policyOf, printJson, requireBdf, UsageError } from "./args.ts";
+import { deviceReport, reportJson, reportLines } from "./device-report.ts";
+import { hex as hexString } from "../support/format.ts";
+import type { MmapPlan } from "../mmap-plan/index.ts";
+import { FILTER_OPTIONS, filtersOf, selectDevices } from "./select.ts";
+import { presentBars, vfioLines, vfioReport, withDevice, type VfioReport } from "./vfio-report.ts";
 
-const REGION_NAMES = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"];
-const IRQ_NAMES = ["INTx", "MSI", "MSI-X", "ERR", "REQ"];
-const CAP_NAMES: Record<number, string> = { 1: "SPARSE_MMAP", 2: "TYPE", 3: "MSIX_MAPPABLE", 4: "NVLINK2_SSATGT", 5: "NVLINK2_LNKSPD" };
+/** Help text of `bun-vfio info`. */
+export const INFO_HELP = `usage: bun-vfio info [<bdf>...] [-s SLOT] [-d IDS] [--policy auto|strict|force] [--json]
 
-/** Opens `bdf` in a fresh container and runs `fn` with the device; everything is closed afterwards. */
-function withDevice<T>(bdf: string, fn: (dev: PciDevice) => T): T {
-  using container = Container.open();
-  using group = container.addGroup(bdf);
-  using dev = group.openPciDevice(bdf);
-  return fn(dev);
-}
+For each device (all of them when no address or filter is given): what
+\`lspci -vv\` shows from sysfs and config space (class, names, subsystem,
+regions, capabilities with MSI/MSI-X/PCIe/PM/virtio decoded), driver and
+IOMMU group. For a device bound to vfio-pci in a viable group, also what
+VFIO reports (device flags, regions with their capabilities, IRQ indexes)
+and the mmap plan of each BAR. Capabilities need root (config space past 64
+bytes); opening through VFIO needs access to /dev/vfio/N.
 
-/** Region info, or undefined for an index the device does not implement (EINVAL: VGA on a non-VGA device). */
-function regionInfoIfPresent(dev: PciDevice, index: number): RegionInfo | undefined {
+Options:
+  -s SLOT, -d IDS   lspci's filters (see bun-vfio list --help)
+  --policy P        mmap policy for the plans (default auto)
+  --json            the documented JSON document
+
+Examples:
+  bun-vfio info 0000:00:04.0
+  bun-vfio info -d 1b36:0010 --policy strict
+  bun-vfio info --json | jq '.devices[].capabilities[].text'`;
+
+/** Help text of `bun-vfio plan`. */
+export const PLAN_HELP = `usage: bun-vfio plan <bdf> [--bar N] [--policy auto|strict|force] [--json]
+
+Explains which pages of each BAR (or only BAR N, 0-5) would be mmapped and
+which trapped through pread/pwrite, and why. The device must be bound to
+vfio-pci in a viable group.
+
+Examples:
+  bun-vfio plan 0000:00:04.0
+  bun-vfio plan 0000:00:04.0 --bar 0 --policy strict
+  bun-vfio plan 0000:00:04.0 --json`;
+
+type VfioPart = { report: VfioReport } | { error: { op: string; code: string; path: string | null; message: string; hint: string } } | { skipped: string };
+
+function vfioPart(bdf: string, driver: string | undefined, policy: ReturnType<typeof policyOf>): VfioPart {
+  if (driver !== "vfio-pci") return { skipped: `not bound to vfio-pci (${driver ?? "no driver"}): bind it with \`bun-vfio bind ${bdf}\` to see what VFIO reports` };
   try {
-    return dev.regionInfo(index);
+    return { report: withDevice(bdf, (dev) => vfioReport(dev, policy)) };
   } catch (err) {
-    if (err instanceof VfioError && err.code === "EINVAL") return undefined;
-    throw err;
+    if (!(err instanceof VfioError)) throw err;
+    return { error: { op: err.op, code: err.code, path: err.path ?? null, message: err.message, hint: err.hint } };
   }
 }
 
-function flagNames(flags: number, names: [number, string][]): string {
-  return names.filter(([bit]) => flags & bit).map(([, n]) => n).join("|") || "-";
-}
-
-/** BARs with a non-zero size. */
-function presentBars(dev: PciDevice): number[] {
-  return [0, 1, 2, 3, 4, 5].filter((i) => dev.regionInfo(i).size > 0);
-}
-
-function printPlans(dev: PciDevice, bars: number[], policy: MmapPolicy | undefined): void {
-  for (const bar of bars) {
-    console.log(dev.mmapPlan(bar, { policy }).explain());
-    console.log("");
-  }
-}
-
-/** Prints device info, regions, IRQ indexes, capabilities and each BAR's mmap plan. */
+/** Prints every selected device; exit 0 when each could be read from sysfs (a VFIO part that could not be opened is shown, not fatal). */
 export function infoCommand(argv: string[]): number {
-  const { values, positionals } = parse("info", argv, { policy: { type: "string" } });
+  const { values, positionals } = parse("info", argv, { ...FILTER_OPTIONS, policy: { type: "string" }, json: { type: "boolean" } });
   if (values.help) {
-    console.log("usage: bun-vfio info <bdf> [--policy auto|strict|force]\n\nOpens the device through VFIO (it must be bound to vfio-pci) and prints what the kernel reports.");
+    console.log(INFO_HELP);
     return 0;
   }
-  const bdf = requireBdf("info", positionals);
   const policy = policyOf("info", values.policy);
-  const sys = pciDeviceInfo(bdf);
-  const title = [sys.names.vendor, sys.names.device].filter(Boolean).join(" ");
-  console.log(`${sys.bdf} ${hex(sys.vendorId, 4)}:${hex(sys.deviceId, 4)} ${title}`.trimEnd());
-  console.log(`driver ${sys.driver ?? "(none)"}, IOMMU group ${sys.iommuGroup ?? "-"}`);
-  withDevice(bdf, (dev) => {
-    const info = dev.info();
-    console.log(`device flags ${flagNames(info.flags, [[V.VFIO_DEVICE_FLAGS_RESET, "RESET"], [V.VFIO_DEVICE_FLAGS_PCI, "PCI"], [V.VFIO_DEVICE_FLAGS_CAPS, "CAPS"]])}, ${info.numRegions} regions, ${info.numIrqs} IRQ indexes`);
-    console.log("\nregions:");
-    for (let i = 0; i < info.numRegions; i++) {
-      const r = regionInfoIfPresent(dev, i);
-      if (!r || r.size === 0) continue;
-      const flags = flagNames(r.flags, [[V.VFIO_REGION_INFO_FLAG_READ, "READ"], [V.VFIO_REGION_INFO_FLAG_WRITE, "WRITE"], [V.VFIO_REGION_INFO_FLAG_MMAP, "MMAP"]]);
-      const caps = r.capIds.map((id) => CAP_NAMES[id] ?? `cap${id}`).join(",");
-      const sparse = r.sparseAreas ? ` areas ${r.sparseAreas.map((a) => `${hex(a.offset)}+${hex(a.size)}`).join(" ")}` : "";
-      console.log(`  ${String(i).padStart(2)} ${(REGION_NAMES[i] ?? "dev").padEnd(7)} size ${hex(r.size).padEnd(10)} ${flags.padEnd(16)} ${caps}${sparse}`);
+  const devices = selectDevices("info", positionals, filtersOf("info", values));
+  const out: Record<string, unknown>[] = [];
+  for (const d of devices) {
+    const report = deviceReport(d.bdf);
+    const vfio = vfioPart(d.bdf, d.driver, policy);
+    if (values.json) {
+      out.push({
+        ...reportJson(report),
+        vfio: "report" in vfio ? vfio.report : null,
+        vfioError: "error" in vfio ? vfio.error : null,
+        vfioSkipped: "skipped" in vfio ? vfio.skipped : null,
+      });
+      continue;
     }
-    console.log("\nIRQ indexes:");
-    for (let i = 0; i < info.numIrqs; i++) {
-      const q = dev.irqInfo(i);
-      const flags = flagNames(q.flags, [[V.VFIO_IRQ_INFO_EVENTFD, "EVENTFD"], [V.VFIO_IRQ_INFO_MASKABLE, "MASKABLE"], [V.VFIO_IRQ_INFO_AUTOMASKED, "AUTOMASKED"], [V.VFIO_IRQ_INFO_NORESIZE, "NORESIZE"]]);
-      console.log(`  ${i} ${(IRQ_NAMES[i] ?? "?").padEnd(6)} count ${String(q.count).padEnd(4)} ${flags}`);
-    }
-    console.log("\ncapabilities:");
-    for (const cap of dev.capabilities()) console.log(`  ${hex(cap.offset, 3)} ${cap.name}`);
-    console.log("");
-    printPlans(dev, presentBars(dev), policy);
-  });
+    const lines = reportLines(report);
+    if ("report" in vfio) lines.push(...vfioLines(vfio.report));
+    else if ("error" in vfio) lines.push(`\tVFIO: could not open the device: ${vfio.error.message}`);
+    else lines.push(`\tVFIO: ${vfio.skipped}`);
+    console.log(lines.join("\n") + "\n");
+  }
+  if (values.json) printJson({ schema: JSON_SCHEMA_VERSION, command: "info", devices: out });
   return 0;
 }
 
 /** Prints `explain()` of the mmap plan of one BAR or of every present BAR. */
 export function planCommand(argv: string[]): number {
-  const { values, positionals } = parse("plan", argv, { bar: { type: "string" }, policy: { type: "string" } });
+  const { values, positionals } = parse("plan", argv, { bar: { type: "string" }, policy: { type: "string" }, json: { type: "boolean" } });
   if (values.help) {
-    console.log("usage: bun-vfio plan <bdf> [--bar N] [--policy auto|strict|force]\n\nExplains which pages of each BAR would be mmapped and which trapped through pread/pwrite, and why.");
+    console.log(PLAN_HELP);
     return 0;
   }
   const bdf = requireBdf("plan", positionals);
   const policy = policyOf("plan", values.policy);
-  withDevice(bdf, (dev) => printPlans(dev, values.bar === undefined ? presentBars(dev) : [Number(values.bar)], policy));
+  let bar: number | undefined;
+  if (values.bar !== undefined) {
+    if (!/^[0-5]$/.test(values.bar)) throw new UsageError("plan", `--bar ${values.bar} is not a BAR index`, "Use --bar 0 to 5");
+    bar = Number(values.bar);
+  }
+  pciDeviceInfo(bdf);
+  const plans = withDevice(bdf, (dev) => {
+    const present = presentBars(dev);
+    if (bar !== undefined && !present.includes(bar)) {
+      throw new VfioError({ op: "plan", errno: 22, code: "EINVAL", path: bdf, detail: `BAR ${bar} is not implemented (size 0)`, hint: `This device has BARs ${present.join(", ") || "none"}` });
+    }
+    return (bar === undefined ? present : [bar]).map((b) => ({ bar: b, plan: dev.mmapPlan(b, { policy }) }));
+  });
+  if (values.json) {
+    printJson({ schema: JSON_SCHEMA_VERSION, command: "plan", bdf, plans: plans.map(({ plan }) => planJson(plan)) });
+    return 0;
+  }
+  for (const p of plans) console.log(p.plan.explain() + "\n");
   return 0;
+}
+
+/** A plan as JSON: offsets and sizes as hex strings. */
+export function planJson(plan: MmapPlan): Record<string, unknown> {
+  return {
+    bar: plan.bar,
+    size: hexString(plan.size),
+    pageSize: hexString(plan.pageSize),
+    policy: plan.policy,
+    rule: plan.rule,
+    isolation: { level: plan.isolation.level, evidence: [...plan.isolation.evidence] },
+    ranges: plan.ranges.map((r) => ({ start: hexString(r.start), end: hexString(r.end), access: r.access, reason: r.reason })),
+    guarded: plan.guarded.map((g) => ({ start: hexString(g.start), end: hexString(g.end), what: g.what })),
+    mappedBytes: hexString(plan.mappedBytes),
+    trappedBytes: hexString(plan.trappedBytes),
+    explain: plan.explain(),
+  };
 }

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { VfioError } from "../support/errors.ts";
 import { normalizeBdf } from "./bdf.ts";
+import { vfioHolders } from "./in-use.ts";
 import { noSuchDevice, pciDeviceExists } from "./pci.ts";
 import { hostPath, linkTargetName, pciDevicePath, readOptional, writeAttribute, writeSysfs, type HostOptions, type SysfsWriter } from "./sysfs.ts";
 
@@ -27,7 +28,13 @@ export interface BindResult {
 /** Options of {@link releaseFromVfio}. */
 export interface ReleaseOptions extends BindOptions {
   /** The driver to give the device back to, usually `BindResult.previousDriver`. */
-  readonly previousDriver?: string;
+  readonly previousDriver?: string | undefined;
+  /**
+   * Unbind even when /proc shows processes holding the device (default
+   * false: throw EBUSY naming them, since the kernel would block the unbind
+   * until they let go).
+   */
+  readonly ignoreHolders?: boolean | undefined;
 }
 
 /** What {@link releaseFromVfio} left the device bound to. */
@@ -109,9 +116,12 @@ function restoreQuietly(write: SysfsWriter, override: string, probe: string, bdf
  * picked another driver (or none), it writes the address to that driver's
  * `bind`, and throws if the device still is not bound to it. When
  * `previousDriver` is `"vfio-pci"` (it was bound before `bindToVfio`), it
- * does nothing. Needs root. Close the device, group and container first:
- * while a process holds the device open, the kernel makes the `unbind`
- * write wait (and signals the VFIO request IRQ) until it lets go.
+ * does nothing. Needs root. Close the device and group first: while a
+ * process holds the device open, the kernel makes the `unbind` write wait
+ * (and signals the VFIO request IRQ) until it lets go, so this function
+ * first looks for holders in /proc (`/dev/vfio/<group>` fds, and device
+ * fds whose fdinfo names the device) and throws EBUSY naming their PIDs
+ * instead of blocking, unless `ignoreHolders` is set.
  */
 export function releaseFromVfio(bdf: string, options: ReleaseOptions = {}): ReleaseResult {
   const { address, dir } = requireDevice("releaseFromVfio", bdf, options);
@@ -120,6 +130,21 @@ export function releaseFromVfio(bdf: string, options: ReleaseOptions = {}): Rele
   const current = linkTargetName(`${dir}/driver`);
   if (wanted === VFIO_PCI) return { bdf: address, driver: current };
 
+  if (current === VFIO_PCI && !options.ignoreHolders) {
+    const group = linkTargetName(`${dir}/iommu_group`);
+    const holders = vfioHolders(address, group === undefined ? undefined : Number(group), options);
+    if (holders.length) {
+      const who = holders.map((h) => `PID ${h.pid} (${h.comm})${h.pid === process.pid ? " = this process" : ""}`).join(", ");
+      throw new VfioError({
+        op: "releaseFromVfio",
+        errno: 16,
+        code: "EBUSY",
+        path: holders[0]!.path,
+        detail: `${address} is held open by ${who}`,
+        hint: "Close the device and its group in those processes (dispose them), or wait for them to exit; the kernel would block the unbind until then (`bun-vfio release` waits with a timeout).",
+      });
+    }
+  }
   if (current === VFIO_PCI) {
     writeAttribute(write, "releaseFromVfio", `${dir}/driver/unbind`, address, "Close every VFIO file descriptor of the device (its group and device fds), then retry.");
   }

@@ -26,3 +26,20 @@ export {
   type IsolationContainerState,
   type IsolationEvidenceSources,
 } from "./isolation.ts";
+export {
+  checkReadiness,
+  evaluateDevice,
+  evaluateHost,
+  mayReadWrite,
+  readDeviceFacts,
+  readHostFacts,
+  TYPICAL_DMA_BYTES,
+  type Caller,
+  type DeviceFacts,
+  type Finding,
+  type FindingStatus,
+  type HostFacts,
+  type NodeAccess,
+  type Readiness,
+} from "./readiness.ts";
+export { deviceUsage, fileHolders, parseDefaultRouteInterfaces, parseMounts, usageReasons, vfioHolders, type DeviceUsage, type FileHolder } from "./in-use.ts";
