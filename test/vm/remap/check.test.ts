@@ -2,19 +2,20 @@
  * `bun-vfio check` in the remap profile: intel-iommu with interrupt
  * remapping, every device on vfio-pci alone in its group: ready.
  */
+import { isArm64 } from "../platform.ts";
 import { expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { cli, cliJson } from "../cli-run.ts";
 import { find, groupOf, IDS } from "../ground-truth.ts";
 
-test("the host is ready: IOMMU groups, IR- chips as evidence, modules, /dev/vfio", () => {
+test("the host is ready: IOMMU groups, the platform's isolation (IR- chips, or the ITS on arm64) as evidence, modules, /dev/vfio", () => {
   const { code, doc } = cliJson("check");
   expect(doc.findings.filter((f: any) => f.status === "fail")).toEqual([]);
   expect(code).toBe(0);
   const byId = Object.fromEntries(doc.findings.map((f: any) => [f.id, f]));
   expect(byId.iommu.evidence).toContain(`/sys/kernel/iommu_groups: ${readdirSync("/sys/kernel/iommu_groups").length} groups`);
   expect(byId.isolation.status).toBe("ok");
-  expect(byId.isolation.evidence.join("\n")).toContain("IR-");
+  expect(byId.isolation.evidence.join("\n")).toContain(isArm64 ? "ITS" : "IR-");
   expect(byId.modules.status).toBe("ok");
 });
 
