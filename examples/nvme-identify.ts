@@ -23,7 +23,7 @@ if (!bdf) {
 
 /** Polls `cond` every millisecond until it holds or `ms` pass. */
 async function waitFor(what: string, ms: number, cond: () => boolean): Promise<void> {
-  for (const end = Date.now() + ms; !cond(); await Bun.sleep(1)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  for (const end = Date.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 1))) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
 using container = Container.open();

@@ -133,8 +133,14 @@ function show(v: unknown): string {
   }
 }
 
+/** expect.any(Ctor) / expect.anything(): matches inside toEqual and toMatchObject. */
+class Asymmetric {
+  constructor(readonly test: (v: unknown) => boolean, readonly label: string) {}
+}
+
 /** Bun's toEqual: recursive equality; object properties whose value is undefined are ignored. */
 function equals(a: unknown, b: unknown): boolean {
+  if (b instanceof Asymmetric) return b.test(a);
   if (Object.is(a, b)) return true;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
   if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
@@ -163,6 +169,7 @@ function equals(a: unknown, b: unknown): boolean {
 
 /** toMatchObject: every property of `expected` is in `actual` and matches, recursively. */
 function matchesObject(actual: unknown, expected: unknown): boolean {
+  if (expected instanceof Asymmetric) return expected.test(actual);
   if (typeof expected !== "object" || expected === null) return equals(actual, expected);
   if (typeof actual !== "object" || actual === null) return false;
   if (Array.isArray(expected)) {
@@ -264,10 +271,14 @@ class Matchers {
   }
 }
 
-/** bun:test `expect`. */
-export function expect(actual: unknown): Matchers {
-  return new Matchers(actual, false);
-}
+/** bun:test `expect`, with `expect.any(Ctor)` and `expect.anything()`. */
+export const expect = Object.assign((actual: unknown): Matchers => new Matchers(actual, false), {
+  any: (ctor: unknown) => {
+    const primitive = new Map<unknown, string>([[String, "string"], [Number, "number"], [BigInt, "bigint"], [Boolean, "boolean"]]).get(ctor);
+    return new Asymmetric((v) => (primitive ? typeof v === primitive : v instanceof (ctor as new () => unknown)), "any");
+  },
+  anything: () => new Asymmetric((v) => v !== undefined && v !== null, "anything()"),
+});
 
 // ---- the Bun helpers the suites call, for Deno ----
 
