@@ -14,7 +14,7 @@ for (const mode of ["kernel", "libc"] as const) {
   const firstBad: number[] = [];
   const samples: string[] = [];
   for (let p = 0; p < processes; p++) {
-    const env = mode === "libc" ? { BUN_VFIO_DENO_ERRNO: "libc" } : {};
+    const env: Record<string, string> = mode === "libc" ? { BUN_VFIO_DENO_ERRNO: "libc" } : {};
     const out = new Deno.Command(Deno.execPath(), { args: ["run", "-A", child], env, stdout: "piped", stderr: "piped" }).outputSync();
     if (!out.success) throw new Error(`child failed: ${new TextDecoder().decode(out.stderr)}`);
     const { wrong } = JSON.parse(new TextDecoder().decode(out.stdout)) as { wrong: { i: number; expected: number; got: number }[] };
