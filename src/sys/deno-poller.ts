@@ -16,6 +16,8 @@ const POLLIN = 0x1;
 const POLLERR = 0x8;
 const POLLHUP = 0x10;
 const POLLNVAL = 0x20;
+/** Longest single poll(2); the loop re-arms while watches remain. */
+const POLL_SLICE_MS = 1000;
 
 /** The libc calls the poller needs (from the Deno Sys). */
 export interface PollerOps {
@@ -80,7 +82,8 @@ export class Poller {
           pfd[i * 2] = fd;
           pfd[i * 2 + 1] = POLLIN;
         });
-        const ret = await this.#ops.pollAsync(pfd, fds.length, -1);
+        // Bounded, so a blocking-pool thread is never parked for good (an fd closed under a poll does not wake it).
+        const ret = await this.#ops.pollAsync(pfd, fds.length, POLL_SLICE_MS);
         if (ret < 0) continue; // EINTR: errno is another thread's; poll again
         if (pfd[1]! >>> 16) this.#ops.read(this.#wakeFd, this.#drain);
         for (let i = 1; i < fds.length; i++) {

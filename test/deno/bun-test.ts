@@ -28,8 +28,28 @@ interface Block {
 const newBlock = (name: string, parent: Block | undefined, skip = false): Block =>
   ({ name, parent, skip: skip || (parent?.skip ?? false), beforeAll: [], afterAll: [], beforeEach: [], afterEach: [], remaining: 0, started: false });
 
-const root = newBlock("", undefined);
-let current = root;
+/** One root block per test file: Deno loads every file before running any, so file-level hooks must not mix. */
+const fileRoots = new Map<string, Block>();
+let current: Block | undefined;
+
+/** The test file calling into the shim (first stack frame outside this module). */
+function callerFile(): string {
+  const here = import.meta.url;
+  for (const line of (new Error().stack ?? "").split("\n").slice(1)) {
+    const m = /(file:\/\/[^\s):]+)/.exec(line);
+    if (m && m[1] !== here) return m[1]!;
+  }
+  return "";
+}
+
+/** The block new tests and hooks go to: the open describe, else the calling file's root. */
+function scope(): Block {
+  if (current) return current;
+  const file = callerFile();
+  let root = fileRoots.get(file);
+  if (!root) fileRoots.set(file, (root = newBlock("", undefined)));
+  return root;
+}
 
 function chain(block: Block): Block[] {
   const out: Block[] = [];
@@ -46,7 +66,7 @@ async function runAll(fns: Fn[]): Promise<void> {
 }
 
 function register(name: string, fn: Fn, skip: boolean): void {
-  const block = current;
+  const block = scope();
   const blocks = chain(block);
   const ignore = skip || block.skip;
   if (!ignore) for (const b of blocks) b.remaining++;
@@ -95,7 +115,7 @@ export const it: TestFn = test;
 
 function describeBlock(name: string, body: () => void, skip: boolean): void {
   const parent = current;
-  current = newBlock(name, parent, skip);
+  current = newBlock(name, scope(), skip);
   try {
     body();
   } finally {
@@ -118,10 +138,10 @@ export const describe: DescribeFn = Object.assign((name: string, body: () => voi
 });
 
 /** bun:test hooks: scoped to the enclosing describe (or the file). */
-export const beforeAll = (fn: Fn): void => void current.beforeAll.push(fn);
-export const afterAll = (fn: Fn): void => void current.afterAll.push(fn);
-export const beforeEach = (fn: Fn): void => void current.beforeEach.push(fn);
-export const afterEach = (fn: Fn): void => void current.afterEach.push(fn);
+export const beforeAll = (fn: Fn): void => void scope().beforeAll.push(fn);
+export const afterAll = (fn: Fn): void => void scope().afterAll.push(fn);
+export const beforeEach = (fn: Fn): void => void scope().beforeEach.push(fn);
+export const afterEach = (fn: Fn): void => void scope().afterEach.push(fn);
 
 // ---- expect ----
 
