@@ -65,7 +65,7 @@ bar.write32(0x1000, 1); // SQ0 tail doorbell: one entry
 
 // The device posts the completion entry, then raises vector 0; the entry's phase bit
 // (DW3 bit 16) flips to 1 when it is written.
-let timer: Timer | undefined;
+let timer: ReturnType<typeof setTimeout> | undefined;
 const interrupts = await Promise.race([vectors[0]!.next(), new Promise<number>((done) => (timer = setTimeout(done, timeoutMs, 0)))]);
 clearTimeout(timer);
 console.log(interrupts > 0 ? `completion interrupt on MSI-X vector 0 (${interrupts})` : "no completion interrupt: polling");
