@@ -76,6 +76,16 @@ describe("deno sys: system calls", () => {
   });
 });
 
+test("BUN_VFIO_DENO_ERRNO=libc switches to libc + errno (the fallback), which still reports plain errors", () => {
+  const run = (env: Record<string, string>) => {
+    const out = new Deno.Command(Deno.execPath(), { args: ["run", "-A", new URL("./fixtures/errno-source.ts", import.meta.url).pathname], env, stdout: "piped", stderr: "piped" }).outputSync();
+    expect(new TextDecoder().decode(out.stderr)).toBe("");
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  };
+  expect(run({})).toEqual({ source: "kernel", open: -ENOENT, mmap: { errno: EBADF } });
+  expect(run({ BUN_VFIO_DENO_ERRNO: "libc" })).toEqual({ source: "errno", open: -ENOENT, mmap: { errno: EBADF } });
+});
+
 describe("deno sys: memory", () => {
   test("anonymous mmap shows in /proc/self/maps; exact-width stores and loads agree with the byte view", () => {
     const got = sys().mmap(8192, PROT_RW, MAP_PRIVATE_ANON, -1, 0);
