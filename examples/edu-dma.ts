@@ -33,7 +33,7 @@ function dma(bar: Bar, toRam: boolean, busAddress: bigint, length: number): void
   bar.write64(EDU.DMA_DST, toRam ? busAddress : DEVICE_BUFFER);
   bar.write64(EDU.DMA_COUNT, BigInt(length));
   bar.write64(EDU.DMA_CMD, BigInt(CMD_START | (toRam ? CMD_TO_RAM : 0)));
-  for (const end = Date.now() + 5000; bar.read32(EDU.DMA_CMD) & CMD_START; Bun.sleepSync(1)) {
+  for (const end = Date.now() + 5000; bar.read32(EDU.DMA_CMD) & CMD_START; Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)) {
     if (Date.now() > end) throw new Error("the DMA did not complete within 5 s");
   }
 }

@@ -23,7 +23,7 @@ if (!bdf) {
 
 /** Polls `cond` every millisecond until it holds or `ms` pass. */
 async function waitFor(what: string, ms: number, cond: () => boolean): Promise<void> {
-  for (const end = Date.now() + ms; !cond(); await Bun.sleep(1)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+  for (const end = Date.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 1))) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
 using container = Container.open();
@@ -65,7 +65,7 @@ bar.write32(0x1000, 1); // SQ0 tail doorbell: one entry
 
 // The device posts the completion entry, then raises vector 0; the entry's phase bit
 // (DW3 bit 16) flips to 1 when it is written.
-let timer: Timer | undefined;
+let timer: ReturnType<typeof setTimeout> | undefined;
 const interrupts = await Promise.race([vectors[0]!.next(), new Promise<number>((done) => (timer = setTimeout(done, timeoutMs, 0)))]);
 clearTimeout(timer);
 console.log(interrupts > 0 ? `completion interrupt on MSI-X vector 0 (${interrupts})` : "no completion interrupt: polling");

@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 
 /** Root of the bun-vfio package (the folder holding package.json). */
-export const PACKAGE_ROOT: string = resolve(import.meta.dir, "..");
+export const PACKAGE_ROOT: string = resolve(import.meta.dirname!, "..");
 
 /**
  * The cache folder, shared by every project on the machine: `$BUN_VFIO_CACHE`

@@ -8,6 +8,11 @@
  * `tests: N passed, N failed[, N skipped]`. Exits 1 when anything failed,
  * including a suite that could not run (never a silent skip).
  *
+ * Deno: `unit:deno` (deno check of the library, then test/deno on the
+ * host) and `guest:remap:deno` (DENO_GUEST_FILES, the same files, under
+ * `deno test` through the bun:test shim in test/deno/bun-test.ts) run with
+ * the unit tests and the remap profile (`--no-deno` skips them).
+ *
  *   bun test/run.ts [--unit-only] [--profile NAME]... [-t PATTERN] [--verbose]
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -22,6 +27,15 @@ const ROOT = join(import.meta.dir, "..");
 const GUEST_TIMEOUT_MS = 10 * 60_000;
 /** Per-test timeout inside the guest (TCG is slower than the host). */
 const GUEST_TEST_TIMEOUT_MS = 60_000;
+/** The Deno binary of the `deno` devDependency (the guest sees the host's root, so the same path). */
+const DENO = join(ROOT, "node_modules/.bin/deno");
+/** The profile whose guest suites also run under Deno. */
+const DENO_PROFILE = "remap";
+/** Guest suites that exercise the public API, run under Deno too (the same files, through test/deno/bun-test.ts). */
+const DENO_GUEST_FILES = ["test/vm/common", "test/vm/remap/core.test.ts", "test/vm/remap/bar.test.ts", "test/vm/remap/irq.test.ts",
+  "test/vm/remap/dma.test.ts", "test/vm/remap/examples.test.ts"];
+/** Deno's environment: a writable cache (the guest's root is read-only), no update check. */
+const DENO_ENV = { DENO_DIR: "/tmp/deno-dir", DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
 
 const HELP = `Usage: bun test/run.ts [options] [PATTERN]
 
@@ -29,6 +43,7 @@ Runs test/unit and test/package on the host, then test/vm/common +
 test/vm/<profile> in a QEMU guest per profile, then test/host-vm (see bun src/cli/main.ts sandbox --list-profiles).
 
   --unit-only          host unit tests only
+  --no-deno            skip the Deno suites (unit:deno, guest:remap:deno)
   --no-host-vm         skip test/host-vm (host-side tests that boot their own guests; default: run when all profiles run)
   --profile NAME       only this guest profile (repeatable)
   -t, --test-name-pattern PATTERN   only tests whose name matches (also a bare PATTERN)
@@ -41,10 +56,11 @@ interface Args {
   pattern?: string;
   verbose: boolean;
   hostVm: boolean;
+  deno: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { unitOnly: false, profiles: [], verbose: false, hostVm: true };
+  const a: Args = { unitOnly: false, profiles: [], verbose: false, hostVm: true, deno: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
@@ -60,6 +76,7 @@ function parseArgs(argv: string[]): Args {
     } else if (key === "--unit-only") a.unitOnly = true;
     else if (key === "--verbose") a.verbose = true;
     else if (key === "--no-host-vm") a.hostVm = false;
+    else if (key === "--no-deno") a.deno = false;
     else if (key === "--host-vm") a.hostVm = true;
     else if (key === "--profile") {
       const p = value();
@@ -110,14 +127,9 @@ function banner(text: string): void {
   process.stderr.write(`\n=== ${text} ===\n`);
 }
 
-async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit"): Promise<SuiteResult> {
-  const t0 = performance.now();
-  banner(name === "unit" ? "unit tests (host)" : name === "package" ? "package tests (host: npm pack, engines.bun)" : `${name} tests (host, booting their own guests)`);
-  if (!hasTests(dir)) return { name, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: `no test files in ${dir}` };
-  const junit = join(work, `${name}.xml`);
-  const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
-    ...(args.pattern ? ["-t", args.pattern] : []), ...(name === "unit" ? [] : ["--timeout=900000"]), `./${dir}`];
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_VFIO_SANDBOX: undefined } });
+/** Runs a host command, echoing its output; returns the output and exit status. */
+async function runHost(cmd: string[], env: Record<string, string | undefined>): Promise<{ output: string; status: number }> {
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
   let output = "";
   const tee = async (stream: ReadableStream<Uint8Array>, sink: NodeJS.WriteStream): Promise<void> => {
     const dec = new TextDecoder();
@@ -127,6 +139,38 @@ async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit
     }
   };
   const [, , status] = await Promise.all([tee(proc.stdout, process.stdout), tee(proc.stderr, process.stderr), proc.exited]);
+  return { output, status };
+}
+
+/** Deno's JUnit root has no `skipped`: add it from the suites' `disabled` (ignored tests). */
+function denoJunit(xml: string | null): string | null {
+  if (!xml) return xml;
+  const skipped = [...xml.matchAll(/<testsuite\b[^>]*\bdisabled="(\d+)"/g)].reduce((n, m) => n + Number(m[1]), 0);
+  return xml.replace(/<testsuites\b/, `<testsuites skipped="${skipped}"`);
+}
+
+/** `deno check` of the library, then test/deno (the Deno Sys on real fds and memory) on the host. */
+async function runDenoUnit(args: Args, work: string): Promise<SuiteResult> {
+  const t0 = performance.now();
+  banner("unit tests under Deno (host)");
+  const env = { ...process.env, ...DENO_ENV, DENO_DIR: undefined, BUN_VFIO_SANDBOX: undefined };
+  if (!existsSync(DENO)) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `${DENO} is missing: run npm install` };
+  const check = await runHost([DENO, "check", "src/index.ts", "src/sys/runtime-deno.ts", "examples"], env);
+  if (check.status !== 0) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: performance.now() - t0, note: "deno check of src/ and examples/ failed" };
+  const junit = join(work, "unit-deno.xml");
+  const r = await runHost([DENO, "test", "-A", `--junit-path=${junit}`, ...(args.pattern ? [`--filter=${args.pattern}`] : []), "test/deno"], env);
+  const { counts, note } = countsOf(denoJunit(existsSync(junit) ? readFileSync(junit, "utf8") : null), r.output, r.status);
+  return { name: "unit:deno", counts, ms: performance.now() - t0, note };
+}
+
+async function runUnit(args: Args, work: string, dir = "test/unit", name = "unit"): Promise<SuiteResult> {
+  const t0 = performance.now();
+  banner(name === "unit" ? "unit tests (host)" : name === "package" ? "package tests (host: npm pack, engines.bun)" : `${name} tests (host, booting their own guests)`);
+  if (!hasTests(dir)) return { name, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: `no test files in ${dir}` };
+  const junit = join(work, `${name}.xml`);
+  const cmd = [process.execPath, "test", "--reporter=junit", `--reporter-outfile=${junit}`,
+    ...(args.pattern ? ["-t", args.pattern] : []), ...(name === "unit" ? [] : ["--timeout=900000"]), `./${dir}`];
+  const { output, status } = await runHost(cmd, { ...process.env, BUN_VFIO_SANDBOX: undefined });
   const { counts, note } = countsOf(existsSync(junit) ? readFileSync(junit, "utf8") : null, output, status);
   return { name, counts, ms: performance.now() - t0, note };
 }
@@ -173,11 +217,12 @@ function mergedJunit(outDir: string, files: string[]): string {
 /** Set once a guest could not be prepared (QEMU or kernel missing): later profiles fail with the same reason. */
 let prepareError: string | undefined;
 
-async function runProfile(name: string, args: Args, work: string): Promise<SuiteResult> {
+async function runProfile(name: string, args: Args, work: string, runtime: "bun" | "deno" = "bun"): Promise<SuiteResult> {
   const t0 = performance.now();
-  const suite = `guest:${name}`;
-  banner(`guest tests, profile ${name}`);
-  const dirs = profileTestDirs(PROFILES[name]!).filter(hasTests);
+  const suite = runtime === "bun" ? `guest:${name}` : `guest:${name}:${runtime}`;
+  banner(`guest tests, profile ${name}${runtime === "bun" ? "" : ` under ${runtime}`}`);
+  const dirs = runtime === "bun" ? profileTestDirs(PROFILES[name]!).filter(hasTests) : DENO_GUEST_FILES;
+  if (runtime === "deno" && !existsSync(DENO)) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `${DENO} is missing: run npm install` };
   if (dirs.length === 0) return { name: suite, counts: { passed: 0, failed: 0, skipped: 0 }, ms: 0, note: "no guest test files" };
   if (!prepareError) {
     try {
@@ -188,10 +233,10 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
     }
   }
   if (prepareError) return { name: suite, counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `could not run: ${prepareError}` };
-  const outDir = join(work, name);
+  const outDir = join(work, suite.replace(/:/g, "-"));
   // Host-side steps around the guest (test/vm/<profile>/host.ts): seed a disk image, then check it.
   const hostFile = join(ROOT, "test/vm", name, "host.ts");
-  const host = existsSync(hostFile) ? (await import(hostFile)) as HostSteps : undefined;
+  const host = existsSync(hostFile) && runtime === "bun" ? (await import(hostFile)) as HostSteps : undefined;
   let hostChecks: HostCheck[] = [];
   let hostError: string | undefined;
   // arm64: one bun process per test file. Bun 1.4.5 on arm64 crashed (SIGSEGV, once an abort) in long
@@ -199,7 +244,11 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
   // keeps a runtime crash confined to the file it happened in (it still counts as a failure).
   const perFile = PROFILES[name]!.arm64 !== undefined ? dirs.flatMap(testFilesOf) : undefined;
   const testArgs = ["bun", "test", `--timeout=${GUEST_TEST_TIMEOUT_MS}`, "--reporter=junit", ...(args.pattern ? ["-t", args.pattern] : [])];
-  const command = perFile
+  // Deno: type checks belong to tsc/deno check (the suites use Bun's types); --expose-gc for Bun.gc() in the shim.
+  const command = runtime === "deno"
+    ? [DENO, "test", "-A", "--no-check", "--v8-flags=--expose-gc", `--junit-path=${GUEST_RESULTS_DIR}/junit.xml`,
+      ...(args.pattern ? [`--filter=${args.pattern}`] : []), ...dirs.map((d) => `./${d}`)]
+    : perFile
     ? ["sh", "-c", `st=0; ${perFile.map((f, i) => `${testArgs.map(shWord).join(" ")} --reporter-outfile=${GUEST_RESULTS_DIR}/junit-${i}.xml ./${f} || st=1`).join("; ")}; exit $st`]
     : [...testArgs, `--reporter-outfile=${GUEST_RESULTS_DIR}/junit.xml`, ...dirs.map((d) => `./${d}`)];
   let output = "";
@@ -208,6 +257,7 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
       profile: name,
       command,
       cwd: ROOT,
+      env: runtime === "deno" ? DENO_ENV : undefined,
       outDir,
       timeoutMs: GUEST_TIMEOUT_MS,
       verbose: args.verbose || undefined,
@@ -231,7 +281,8 @@ async function runProfile(name: string, args: Args, work: string): Promise<Suite
       failed: c.failed + hostChecks.filter((h) => !h.ok).length + (hostError ? 1 : 0),
       skipped: c.skipped,
     });
-    const junit = perFile ? mergedJunit(outDir, perFile) : readOptionalText(join(outDir, "junit.xml"));
+    const raw = perFile && runtime === "bun" ? mergedJunit(outDir, perFile) : readOptionalText(join(outDir, "junit.xml"));
+    const junit = runtime === "deno" ? denoJunit(raw) : raw;
     const timing = `boot ${sec(r.readyMs)}, tests ${sec(r.commandMs)}`;
     if (r.failure || r.status !== 0) {
       const notes = kernelHighlights(r.kernelLog);
@@ -283,6 +334,8 @@ try {
   results.push(await runUnit(args, work, "test/package", "package"));
   if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
   if (!args.unitOnly && args.hostVm) results.push(await runUnit(args, work, "test/host-vm", "host-vm"));
+  if (args.deno) results.push(await runDenoUnit(args, work));
+  if (!args.unitOnly && args.deno && args.profiles.includes(DENO_PROFILE)) results.push(await runProfile(DENO_PROFILE, args, work, "deno"));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -75,7 +75,7 @@ const ADMIN_NAMES: Record<number, string> = {
 
 /** Polls `cond` every millisecond until it holds; throws ETIMEDOUT after `ms`. */
 async function waitUntil(what: string, ms: number, path: string, cond: () => boolean): Promise<void> {
-  for (const end = performance.now() + ms; !cond(); await Bun.sleep(1)) {
+  for (const end = performance.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 1))) {
     if (performance.now() > end) throw timedOut(what, ms, path, "The controller did not change state within CAP.TO; check the kernel log and reset the device.");
   }
 }
@@ -250,7 +250,7 @@ export class NvmeController implements AsyncDisposable {
         this.admin.expire(Infinity);
         throw timedOut(`NVMe ${name} (admin queue, CID ${cid})`, this.commandTimeoutMs, this.bdf, "The controller did not complete an admin command; it may be hung (reset it).");
       }
-      if (spins > 100) await Bun.sleep(0);
+      if (spins > 100) await new Promise((r) => setTimeout(r, 0));
     }
     if (status !== 0) throw new NvmeCommandError(name, 0, cid, status!, this.bdf);
     return result;

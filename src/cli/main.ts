@@ -69,6 +69,11 @@ async function main(argv: string[]): Promise<number> {
     console.error(`bun-vfio: unknown command '${name}'\n\n${USAGE}`);
     return 2;
   }
+  if (name === "sandbox" && typeof Bun === "undefined") {
+    // The sandbox drives QEMU through Bun.spawn/Bun.connect; the library commands run anywhere the Sys does.
+    console.error("bun-vfio sandbox: needs Bun (it drives QEMU through Bun's process and socket APIs). Run `bunx bun-vfio sandbox ...`; inside the guest, `deno run -A` works.");
+    return 2;
+  }
   try {
     return await command(rest);
   } catch (err) {

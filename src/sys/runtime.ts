@@ -1,15 +1,18 @@
 /**
- * Which {@link Sys} the library uses: the running runtime's, chosen on
- * first use, or one a test installs.
+ * Which {@link Sys} the library uses: the running runtime's, or one a test
+ * installs. The runtime's is picked at module resolution by package.json
+ * `imports["#runtime-sys"]` (conditions `deno`, `bun`), so neither runtime
+ * ever loads the other's module (bun:ffi does not exist on Deno). Both
+ * implementations open libc on first use, not at import.
  */
 import type { Sys } from "./types.ts";
-import { bunSys } from "./bun.ts";
+import { runtimeSys } from "#runtime-sys";
 
 let current: Sys | undefined;
 
 /** The runtime's system interface (libc is opened on the first call that needs it). */
 export function sys(): Sys {
-  return (current ??= bunSys);
+  return (current ??= runtimeSys);
 }
 
 /**

@@ -5,11 +5,12 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { SCRIPT_RUNNER } from "../../script-runner.ts";
 
-const ROOT = join(import.meta.dir, "../../..");
+const ROOT = join(import.meta.dirname!, "../../..");
 
 function run(script: string): { code: number; out: string } {
-  const p = Bun.spawnSync(["bun", join(ROOT, "examples", script)], { cwd: ROOT, stderr: "pipe", stdout: "pipe" });
+  const p = Bun.spawnSync([...SCRIPT_RUNNER, join(ROOT, "examples", script)], { cwd: ROOT, stderr: "pipe", stdout: "pipe" });
   return { code: p.exitCode ?? -1, out: p.stdout.toString() + p.stderr.toString() };
 }
 
