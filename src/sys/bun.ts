@@ -17,7 +17,8 @@
  *   slow tiers) and Atomics (locked RMW) are never used on device memory.
  */
 import { dlopen, FFIType, read, toArrayBuffer, type Pointer as FfiPointer } from "bun:ffi";
-import type { ByteStream, MemoryView, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
+import type { ByteStream, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
+import { BufferView } from "./buffer-view.ts";
 import { createOrderedMmio } from "./bun-ordered-mmio.ts";
 
 const { i32, u32, u64, i64, i64_fast, ptr, cstring } = FFIType;
@@ -77,24 +78,13 @@ function result(ret: number | bigint): number {
 
 const toFfi = (p: Pointer): FfiPointer => p as unknown as FfiPointer;
 
-class BunView implements MemoryView {
+class BunView extends BufferView {
   readonly #at: FfiPointer;
-  readonly #buffer: ArrayBuffer;
-  readonly #u16: Uint16Array;
-  readonly #u32: Uint32Array;
-  readonly #u64: BigUint64Array;
-  readonly bytes: Uint8Array;
-  readonly length: number;
   #ordered: OrderedAccess | undefined;
 
   constructor(at: FfiPointer, length: number) {
+    super(toArrayBuffer(at, 0, length), length);
     this.#at = at;
-    this.length = length;
-    this.#buffer = toArrayBuffer(at, 0, length);
-    this.bytes = new Uint8Array(this.#buffer);
-    this.#u16 = new Uint16Array(this.#buffer, 0, length >>> 1);
-    this.#u32 = new Uint32Array(this.#buffer, 0, length >>> 2);
-    this.#u64 = new BigUint64Array(this.#buffer, 0, Math.floor(length / 8));
   }
 
   load8(offset: number): number {
@@ -108,21 +98,6 @@ class BunView implements MemoryView {
   }
   load64(offset: number): bigint {
     return read.u64(this.#at, offset);
-  }
-  store8(offset: number, value: number): void {
-    this.bytes[offset] = value;
-  }
-  store16(offset: number, value: number): void {
-    this.#u16[offset >>> 1] = value;
-  }
-  store32(offset: number, value: number): void {
-    this.#u32[offset >>> 2] = value;
-  }
-  store64(offset: number, value: bigint): void {
-    this.#u64[offset >>> 3] = value;
-  }
-  release(): void {
-    if (this.#buffer.byteLength > 0) this.#buffer.transfer(0); // detaches every view made from it
   }
 
   /** The machine-code accessors (src/sys/machine-code.ts), bound to this view's address; built on first use. */

@@ -15,7 +15,8 @@
  *   `getArrayBuffer`, which `release()` detaches with `transfer(0)`;
  * - eventfds are awaited through one nonblocking FFI poll(2) (./deno-poller.ts).
  */
-import type { ByteStream, MemoryView, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
+import type { ByteStream, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
+import { BufferView } from "./buffer-view.ts";
 import { VfioError } from "../support/errors.ts";
 import { rawSyscalls } from "./deno-raw-syscall.ts";
 import { Poller } from "./deno-poller.ts";
@@ -116,23 +117,12 @@ function envVar(name: string): string | undefined {
 
 const toFfi = (p: Pointer): Deno.PointerObject => p as unknown as Deno.PointerObject;
 
-class DenoView implements MemoryView {
+class DenoView extends BufferView {
   #view: Deno.UnsafePointerView | undefined;
-  readonly #buffer: ArrayBuffer;
-  readonly #u16: Uint16Array;
-  readonly #u32: Uint32Array;
-  readonly #u64: BigUint64Array;
-  readonly bytes: Uint8Array;
-  readonly length: number;
 
   constructor(at: Deno.PointerObject, length: number) {
+    super(Deno.UnsafePointerView.getArrayBuffer(at, length), length);
     this.#view = new Deno.UnsafePointerView(at);
-    this.length = length;
-    this.#buffer = Deno.UnsafePointerView.getArrayBuffer(at, length);
-    this.bytes = new Uint8Array(this.#buffer);
-    this.#u16 = new Uint16Array(this.#buffer, 0, length >>> 1);
-    this.#u32 = new Uint32Array(this.#buffer, 0, length >>> 2);
-    this.#u64 = new BigUint64Array(this.#buffer, 0, Math.floor(length / 8));
   }
 
   #at(): Deno.UnsafePointerView {
@@ -151,21 +141,9 @@ class DenoView implements MemoryView {
   load64(offset: number): bigint {
     return this.#at().getBigUint64(offset);
   }
-  store8(offset: number, value: number): void {
-    this.bytes[offset] = value;
-  }
-  store16(offset: number, value: number): void {
-    this.#u16[offset >>> 1] = value;
-  }
-  store32(offset: number, value: number): void {
-    this.#u32[offset >>> 2] = value;
-  }
-  store64(offset: number, value: bigint): void {
-    this.#u64[offset >>> 3] = value;
-  }
-  release(): void {
+  override release(): void {
     this.#view = undefined;
-    if (this.#buffer.byteLength > 0) this.#buffer.transfer(0); // detaches every typed array made from it
+    super.release();
   }
 
   /**
