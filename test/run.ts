@@ -21,6 +21,8 @@ import { join } from "node:path";
 import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../sandbox/index.ts";
 import { countsOf, parseJunit, type Counts } from "./harness/counts.ts";
 import { ensureTestPackages } from "./harness/test-packages.ts";
+import { packConsumer } from "./package/consumer.ts";
+import { cacheDir } from "../sandbox/paths.ts";
 
 const ROOT = join(import.meta.dir, "..");
 /** Time a guest's `bun test` may run. */
@@ -223,6 +225,29 @@ function mergedJunit(outDir: string, files: string[]): string {
   return `<testsuites tests="${sum.tests}" failures="${sum.failures}" errors="${sum.errors}" skipped="${sum.skipped}"></testsuites>`;
 }
 
+/**
+ * The npm tarball installed into a scratch project (test/package/consumer.ts)
+ * under the cache folder, which the guest sees at the same path (its /tmp is
+ * its own); made on the first guest run, removed at exit. The guests get its
+ * path as BUN_VFIO_NPM_CONSUMER (test/vm/remap/examples.test.ts runs an
+ * example from it on the runtime running the tests).
+ */
+let npmConsumer: { dir?: string; project?: string; error?: string } | undefined;
+
+function npmConsumerEnv(): Record<string, string> {
+  if (!npmConsumer) {
+    const dir = mkdtempSync(join(cacheDir(), "npm-consumer-"));
+    try {
+      npmConsumer = { dir, project: packConsumer(dir) };
+    } catch (e) {
+      npmConsumer = { dir, error: e instanceof Error ? e.message : String(e) };
+      process.stdout.write(`(fail) could not pack the package for the guests: ${npmConsumer.error}\n`);
+    }
+  }
+  // Without it the guest's example test fails and names this run's output for the reason.
+  return npmConsumer.project ? { BUN_VFIO_NPM_CONSUMER: npmConsumer.project } : {};
+}
+
 /** Set once a guest could not be prepared (QEMU or kernel missing): later profiles fail with the same reason. */
 let prepareError: string | undefined;
 
@@ -266,7 +291,7 @@ async function runProfile(name: string, args: Args, work: string, runtime: "bun"
       profile: name,
       command,
       cwd: ROOT,
-      env: runtime === "deno" ? DENO_ENV : perFile ? ARM64_BUN_ENV : undefined,
+      env: { ...npmConsumerEnv(), ...(runtime === "deno" ? DENO_ENV : perFile ? ARM64_BUN_ENV : {}) },
       outDir,
       timeoutMs: GUEST_TIMEOUT_MS,
       verbose: args.verbose || undefined,
@@ -347,6 +372,7 @@ try {
   if (!args.unitOnly && args.deno && args.profiles.includes(DENO_PROFILE)) results.push(await runProfile(DENO_PROFILE, args, work, "deno"));
 } finally {
   rmSync(work, { recursive: true, force: true });
+  if (npmConsumer?.dir) rmSync(npmConsumer.dir, { recursive: true, force: true });
 }
 const total = printSummary(results, performance.now() - t0);
 console.log(`tests: ${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`);

@@ -6,9 +6,10 @@
  * no lock file, so a read-only guest can run it; its own compilerOptions, so
  * Deno ignores a tsconfig.json a test adds for tsc). Used by the package tests
  * on the host and by test/run.ts for the guests (the same project, at a path
- * the guest sees).
+ * the guest sees; examples/nvme-identify.ts copied to its root, as a user
+ * would, runs there in test/vm/remap/examples.test.ts).
  */
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -32,5 +33,7 @@ export function packConsumer(work: string): string {
   writeFileSync(join(project, "deno.json"), JSON.stringify({ nodeModulesDir: "manual", lock: false, compilerOptions: { lib: ["deno.window"], strict: true } }));
   const installed = run([npm, "install", "--offline", "--no-audit", "--no-fund", "--no-save", join(work, tarball)], project);
   if (installed.code !== 0) throw new Error(`npm install of the tarball failed:\n${installed.out}`);
+  // What a user does with an example: copy it out of the package (Deno runs no TypeScript under node_modules).
+  copyFileSync(join(project, "node_modules", "bun-vfio", "examples", "nvme-identify.ts"), join(project, "nvme-identify.ts"));
   return project;
 }

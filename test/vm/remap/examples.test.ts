@@ -24,6 +24,17 @@ test("nvme-identify prints the controller's identity", () => {
   expect(code).toBe(0);
 });
 
+test("nvme-identify from the installed npm package prints the controller's identity", () => {
+  const project = process.env.BUN_VFIO_NPM_CONSUMER;
+  if (!project) throw new Error("BUN_VFIO_NPM_CONSUMER is unset: run through bun test/run.ts, which packs and installs the package before booting (its output says why packing failed)");
+  const p = Bun.spawnSync([...SCRIPT_RUNNER, join(project, "nvme-identify.ts")], { cwd: project, stderr: "pipe", stdout: "pipe" });
+  const out = p.stdout.toString() + p.stderr.toString();
+  expect(out).toContain("NVMe 1.4.0");
+  expect(out).toMatch(/serial\s+bunvfio0/);
+  expect(out).toContain("completion interrupt on MSI-X vector 0 (1)");
+  expect(p.exitCode).toBe(0);
+});
+
 test("edu-dma round-trips a pattern through the device", () => {
   const { code, out } = run("edu-dma.ts");
   expect(out).toContain("unchanged");
