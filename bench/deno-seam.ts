@@ -1,48 +1,80 @@
+#!/usr/bin/env bun
 /**
- * The runtime seam's costs on whichever runtime runs it (`bun bench/deno-seam.ts`,
- * `deno run -A bench/deno-seam.ts`): a failing ioctl (TCGETS on /dev/null),
- * an 8-byte pread of /dev/zero, 32-bit loads and stores on anonymous memory
- * through a MemoryView, and the wake of a stream read when another thread
- * writes the eventfd (median of 300). Prints one JSON line.
+ * Deno beside Bun and C in the same run, for the native micro-benchmarks of
+ * `bun run bench` (no VFIO needed): a 32-bit load and store on mapped
+ * memory, a trapped 32-bit pread, an ioctl, and the eventfd wake (a C
+ * writer in another process; median and p99 of 1800 after 200 warm-up).
+ * Each round runs C (./register-access.ts C_NATIVE and the C poll-thread
+ * baseline of ./eventfd-wake.ts), then ./seam-paths.ts under Bun, under
+ * Deno (errors from the kernel stubs, the default) and under Deno with
+ * BUN_VFIO_DENO_ERRNO=libc; each cell is the best of the rounds (the
+ * machine is shared), printed as a Markdown table with ratios to C.
+ *
+ *   bun bench/deno-seam.ts [rounds=3] [iterations=2000000]
  */
-import { sys } from "../src/sys/runtime.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { baseline, buildWakeBinary, stats } from "./eventfd-wake.ts";
+import { C_NATIVE, runCProgram } from "./register-access.ts";
 
-const s = sys();
-const ns = (fn: () => void, n: number): number => {
-  for (let i = 0; i < 1000; i++) fn();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) fn();
-  return ((performance.now() - t0) * 1e6) / n;
+const ROOT = join(import.meta.dir, "..");
+const DENO = join(ROOT, "node_modules", ".bin", "deno");
+const rounds = Number(process.argv[2] ?? 3);
+const iterations = Number(process.argv[3] ?? 2_000_000);
+const SAMPLES = 2000; // eventfd-wake.ts's stats() drops its 200 warm-up samples
+
+type Cells = Record<string, number>;
+const COLUMNS = {
+  "Bun": { argv: [process.execPath], env: {} },
+  "Deno": { argv: [DENO, "run", "-A"], env: {} },
+  "Deno, libc errno": { argv: [DENO, "run", "-A"], env: { BUN_VFIO_DENO_ERRNO: "libc" } },
+} as const;
+const ROWS: [key: string, label: string, unit: "ns" | "us"][] = [
+  ["load32", "32-bit load from mapped memory (`MappedMemory.read32`)", "ns"],
+  ["store32", "32-bit store to mapped memory (`MappedMemory.write32`)", "ns"],
+  ["pread32", "32-bit `pread` (`Region.read32`, /dev/zero)", "ns"],
+  ["ioctl", "an `ioctl` through `OwnedFd` (FIONBIO)", "ns"],
+  ["wake-median", "eventfd wake, median (`EventWaiter.next()`)", "us"],
+  ["wake-p99", "eventfd wake, p99", "us"],
+];
+
+function child(column: keyof typeof COLUMNS, binary: string): Cells {
+  const { argv, env } = COLUMNS[column];
+  const p = Bun.spawnSync([...argv, join(ROOT, "bench", "seam-paths.ts"), binary, String(iterations), String(SAMPLES)], {
+    cwd: ROOT, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env }, stdout: "pipe", stderr: "pipe",
+  });
+  if (p.exitCode !== 0) throw new Error(`${column}: seam-paths.ts failed: ${p.stderr.toString()}`);
+  const { paths, wakeNs } = JSON.parse(p.stdout.toString()) as { paths: Cells; wakeNs: number[] };
+  const w = stats(wakeNs);
+  return { ...paths, "wake-median": w.median, "wake-p99": w.p99 };
+}
+
+const best = (into: Cells, from: Cells) => {
+  for (const [k, v] of Object.entries(from)) into[k] = Math.min(into[k] ?? Infinity, v);
 };
 
-const devnull = s.open("/dev/null", 2);
-const zero = s.open("/dev/zero", 0);
-const buf = new Uint8Array(64);
-const ioctl = ns(() => void s.ioctl(devnull, 0x5401, buf), 200_000);
-const pread = ns(() => void s.pread(zero, buf, 8, 0), 200_000);
-const m = s.mmap(4096, 3, 0x22, -1, 0);
-const v = s.view(m.pointer!, 4096);
-let sink = 0;
-const load32 = ns(() => void (sink ^= v.load32(64)), 1_000_000);
-const store32 = ns(() => v.store32(64, 7), 1_000_000);
-
-const rounds = 300;
-const efd = s.eventfd(0, 0o4000 | 0o2000000);
-const stamps = new Float64Array(new SharedArrayBuffer(rounds * 8 + 8));
-const flag = new Int32Array(stamps.buffer as SharedArrayBuffer, rounds * 8, 1);
-const worker = new Worker(new URL("./seam-wake-writer.ts", import.meta.url).href, { type: "module" });
-worker.postMessage({ fd: efd, stamps, rounds });
-const stream = s.stream(efd);
-const wakes: number[] = [];
-for (let i = 0; i < rounds; i++) {
-  const pending = stream.read();
-  Atomics.store(flag, 0, i + 1);
-  Atomics.notify(flag, 0);
-  await pending;
-  wakes.push((performance.timeOrigin + performance.now() - stamps[i]!) * 1000);
+const dir = mkdtempSync(join(tmpdir(), "bun-vfio-deno-seam-"));
+try {
+  const binary = buildWakeBinary(dir);
+  const results: Record<string, Cells> = { C: {}, Bun: {}, "Deno": {}, "Deno, libc errno": {} };
+  for (let r = 0; r < rounds; r++) {
+    process.stderr.write(`deno-seam: round ${r + 1}/${rounds}\n`);
+    const c = runCProgram(C_NATIVE, [String(iterations)]);
+    const w = stats(baseline(binary));
+    best(results.C!, { ...c, "wake-median": w.median, "wake-p99": w.p99 });
+    for (const column of Object.keys(COLUMNS) as (keyof typeof COLUMNS)[]) best(results[column]!, child(column, binary));
+  }
+  const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+  const columns = Object.keys(COLUMNS);
+  console.log(`| path | C | ${columns.map((c) => `${c} | ratio`).join(" | ")} |`);
+  console.log(`|---|---|${columns.map(() => "---|---").join("|")}|`);
+  for (const [key, label, unit] of ROWS) {
+    const c = results.C![key]!;
+    const cells = columns.map((col) => `${fmt(results[col]![key]!)} ${unit} | ${(results[col]![key]! / c).toFixed(2)}x`);
+    console.log(`| ${label} | ${fmt(c)} ${unit} | ${cells.join(" | ")} |`);
+  }
+  console.log(`\nbest of ${rounds} rounds, ${iterations} iterations a path, ${SAMPLES - 200} wake samples; Bun ${Bun.version}, ${new TextDecoder().decode(Bun.spawnSync([DENO, "--version"]).stdout).split("\n")[0]}, ${navigator.hardwareConcurrency} CPUs`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
 }
-stream.cancel();
-worker.terminate();
-wakes.sort((a, b) => a - b);
-const r = (x: number) => Math.round(x * 10) / 10;
-console.log(JSON.stringify({ runtime: s.name, ioctlNs: r(ioctl), preadNs: r(pread), load32Ns: r(load32), store32Ns: r(store32), wakeMedianUs: r(wakes[rounds >> 1]!), wakeP90Us: r(wakes[Math.floor(rounds * 0.9)]!), sink: sink & 0 }));

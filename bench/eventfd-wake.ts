@@ -35,6 +35,7 @@ const C_SOURCE = String.raw`
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,6 +70,16 @@ static void *reader(void *p) {
 int main(int argc, char **argv) {
   int n = atoi(argv[2]);
   if (strcmp(argv[1], "writer") == 0) { writer(3, 4, n); return 0; }
+  /* writer-pid N PID EFD ACK: the eventfds are fds EFD and ACK of process PID (taken with pidfd_getfd, Linux 5.6+),
+     for runtimes that cannot hand a child extra fds (Deno) */
+  if (strcmp(argv[1], "writer-pid") == 0) {
+    int pidfd = syscall(SYS_pidfd_open, atoi(argv[3]), 0);
+    int efd = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, atoi(argv[4]), 0);
+    int ack = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, atoi(argv[5]), 0);
+    if (efd < 0 || ack < 0) { perror("pidfd_getfd"); return 1; }
+    writer(efd, ack, n);
+    return 0;
+  }
   /* baseline: both sides in C, reader in its own thread */
   struct reader_args a = { eventfd(0, EFD_NONBLOCK), eventfd(0, EFD_NONBLOCK), n, calloc(n, 8) };
   pthread_t t; pthread_create(&t, NULL, reader, &a);

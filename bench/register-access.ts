@@ -20,13 +20,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Container, iommuGroupOf, listPciDevices, MappedMemory, Region } from "../src/index.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDONLY } from "../src/sys/constants.ts";
-import { openPath } from "../src/sys/fd.ts";
-import { OwnedFd } from "../src/sys/owned-fd.ts";
-
-/** FIONBIO from asm-generic/ioctls.h: a generic ioctl every file answers. */
-const FIONBIO = 0x5421;
+import { Container, iommuGroupOf, listPciDevices } from "../src/index.ts";
+import { libraryNativePaths } from "./native-paths.ts";
 
 const native = !import.meta.main || process.argv[2] === "--native";
 const bdf = native ? undefined : process.argv[2] ?? listPciDevices().find((d) => d.vendorId === 0x1234 && d.deviceId === 0x11e8 && d.driver === "vfio-pci")?.bdf;
@@ -103,30 +98,6 @@ export function runCProgram(source: string, args: string[]): Record<string, numb
   }
 }
 
-/** The library's paths on memory and files any host has. */
-export function runBunNative(): Record<string, number> {
-  const mem = MappedMemory.mapAnonymous(4096, MAP_PRIVATE | MAP_ANONYMOUS);
-  const zero = openPath("/dev/zero", O_RDONLY);
-  const region = new Region(new OwnedFd(zero, "/dev/zero", "device"), {
-    index: 0, flags: 1, size: 4096, offset: 0n, readable: true, writable: false, mmappable: false, sparseAreas: undefined, msixMappable: false, type: undefined, capIds: [],
-  }, "/dev/zero");
-  const off = new Uint8Array(4); // FIONBIO's int argument: 0, blocking
-  const zeroFd = new OwnedFd(openPath("/dev/zero", O_RDONLY), "/dev/zero", "file");
-  let sink = 0;
-  let i = 0;
-  const out = {
-    load32: time(() => { sink += mem.read32(0); }),
-    store32: time(() => mem.write32(4, i++)),
-    pread32: time(() => { sink += region.read32(0); }),
-    ioctl: time(() => { sink += zeroFd.ioctl("FIONBIO", FIONBIO, off); }),
-  };
-  if (sink === 42) console.log("");
-  mem.close();
-  region.unmapAll();
-  zeroFd.close();
-  return out;
-}
-
 function runC(): Record<string, number> {
   return runCProgram(C_SOURCE, [`/dev/vfio/${iommuGroupOf(bdf!)}`, bdf!, String(N)]);
 }
@@ -159,7 +130,7 @@ function runBun(): Record<string, number> {
 
 if (import.meta.main) {
   const c = native ? runCProgram(C_NATIVE, [String(N)]) : runC();
-  const bun = native ? runBunNative() : runBun();
+  const bun = native ? libraryNativePaths(N) : runBun();
   console.log(native ? `native paths without VFIO, ${N} iterations each (ns per operation)` : `register access on ${bdf}, ${N} iterations each (ns per operation)`);
   console.log(`${"operation".padEnd(14)} ${"C".padStart(10)} ${"bun-vfio".padStart(10)} ${"ratio".padStart(7)}`);
   for (const [name, ns] of Object.entries(bun)) {

@@ -23,7 +23,8 @@ import { resolveModules } from "../sandbox/modules.ts";
 import { cacheDir } from "../sandbox/paths.ts";
 import { ensureHostTools, xzDecompressCommand } from "../sandbox/tools.ts";
 import { baseline, buildWakeBinary, stats, viaStream } from "./eventfd-wake.ts";
-import { C_NATIVE, runBunNative, runCProgram } from "./register-access.ts";
+import { libraryNativePaths } from "./native-paths.ts";
+import { C_NATIVE, runCProgram } from "./register-access.ts";
 import { ensureFio } from "./setup.ts";
 import { renderTable, type BenchResults } from "./table.ts";
 
@@ -56,7 +57,7 @@ const results: BenchResults = { machine: machine(), date: new Date().toISOString
 
 say("native paths (this host, no VFIO)");
 const nativeC = runCProgram(C_NATIVE, [String(quick ? 200_000 : 2_000_000)]);
-const nativeTs = runBunNative();
+const nativeTs = libraryNativePaths(quick ? 200_000 : 2_000_000);
 const wakeDir = mkdtempSync(join(cacheDir(), "bench-wake-"));
 try {
   const binary = buildWakeBinary(wakeDir);
