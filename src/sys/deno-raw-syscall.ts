@@ -35,7 +35,8 @@ function arm64Stub(nr: number): number[] {
   return words.flatMap((w) => [w & 0xff, (w >>> 8) & 0xff, (w >>> 16) & 0xff, (w >>> 24) & 0xff]);
 }
 
-const SIGNATURES = {
+/** The C signature of each stub (`ioctlInt` is the `ioctl` stub with an integer third argument). */
+export const SIGNATURES = {
   /** long read(int fd, void *buf, size_t count) */
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   /** long write(int fd, const void *buf, size_t count) */
@@ -78,6 +79,18 @@ export interface PageOps {
 }
 
 const STUB_SPACING = 16;
+
+/**
+ * The machine code of each stub for `arch` (`Deno.build.arch`), keyed like
+ * {@link SIGNATURES} minus `ioctlInt` (it calls the `ioctl` stub); undefined
+ * for a CPU without stubs.
+ */
+export function syscallStubs(arch: string): Record<Exclude<keyof typeof SIGNATURES, "ioctlInt">, Uint8Array> | undefined {
+  const numbers = arch === "x86_64" ? NUMBERS.x64 : arch === "aarch64" ? NUMBERS.arm64 : undefined;
+  if (!numbers) return undefined;
+  const stub = arch === "x86_64" ? x64Stub : arm64Stub;
+  return Object.fromEntries((Object.keys(numbers) as Name[]).map((n) => [n, new Uint8Array(stub(numbers[n]))])) as Record<Name, Uint8Array>;
+}
 
 /**
  * Builds the stubs for this CPU, or returns undefined (unknown CPU, page not

@@ -7,9 +7,14 @@
  *   argument); `isize`/`i64` results come back as BigInt;
  * - a `pointer` result of mmap shows MAP_FAILED as the value 2^64-1;
  * - errno read through `__errno_location()` after a failing call can be
- *   stale, so system calls whose error the library reports go through raw
- *   kernel entries (./deno-raw-syscall.ts) that return `-errno` themselves;
- *   libc + errno is the fallback when those cannot be built;
+ *   overwritten by the runtime's own failing system calls on the same
+ *   thread, so system calls whose error the library reports go through raw
+ *   kernel entries (./deno-raw-syscall.ts) that return `-errno` themselves,
+ *   loaded as a shared library from a memfd (./deno-stub-library.ts: fast
+ *   calls), else as an UnsafeFnPointer page (slow calls); libc + errno is
+ *   the fallback when neither can be built;
+ * - the same library carries Bun's ordered-MMIO stubs (./machine-code.ts),
+ *   so `MemoryView.ordered` and barriers are the same instructions as on Bun;
  * - `UnsafePointerView.getUint8..getBigUint64` are single loads of the
  *   width; there are no setters, so stores go through typed arrays over
  *   `getArrayBuffer`, which `release()` detaches with `transfer(0)`;
@@ -18,7 +23,8 @@
 import type { ByteStream, MmapResult, OrderedAccess, Pointer, Sys } from "./types.ts";
 import { BufferView } from "./buffer-view.ts";
 import { VfioError } from "../support/errors.ts";
-import { rawSyscalls } from "./deno-raw-syscall.ts";
+import { rawSyscalls, type RawSyscalls } from "./deno-raw-syscall.ts";
+import { loadStubLibrary, type DenoMmio } from "./deno-stub-library.ts";
 import { Poller } from "./deno-poller.ts";
 
 const SYMBOLS = {
@@ -58,6 +64,8 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   /** char *strerror(int errnum); */
   strerror: { parameters: ["i32"], result: "pointer" },
+  /** int memfd_create(const char *name, unsigned int flags); (the stub library) */
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
 } as const;
 
 const MAP_FAILED = 2n ** 64n - 1n;
@@ -67,12 +75,21 @@ const MAP_PRIVATE_ANONYMOUS = 0x22;
 const AT_FDCWD = -100;
 const EFD_NONBLOCK_CLOEXEC = 0o4000 | 0o2000000;
 
+/** Where system-call errors come from and how the stubs are called (see {@link denoStubs}). */
+type Stubs = { kind: "library"; raw: RawSyscalls; mmio: DenoMmio } | { kind: "page"; raw: RawSyscalls; mmio?: undefined } | { kind: "none"; raw?: undefined; mmio?: undefined };
+
 function openLibc() {
   const libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   const errnoAt = libc.__errno_location();
   if (!errnoAt) throw new Error("bun-vfio: __errno_location() returned NULL");
   const errno = new Deno.UnsafePointerView(errnoAt);
-  const raw = envVar("BUN_VFIO_DENO_ERRNO") === "libc" ? undefined : rawSyscalls(Deno.build.arch, {
+  const mode = envVar("BUN_VFIO_DENO_ERRNO") === "libc" ? "libc" : envVar("BUN_VFIO_DENO_STUBS") === "page" ? "page" : "library";
+  const library = mode === "library" ? loadStubLibrary(Deno.build.arch, {
+    memfdCreate: (name, flags) => fromLibcWith(errno, libc.memfd_create(name, flags)),
+    write: (fd, bytes) => fromLibcWith(errno, libc.write(fd, bytes, BigInt(bytes.length))),
+    close: (fd) => void libc.close(fd),
+  }) : undefined;
+  const page = library || mode === "libc" ? undefined : rawSyscalls(Deno.build.arch, {
     mapAnonymous(length) {
       const p = libc.mmap(null, BigInt(length), PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, -1, 0n);
       return p && Deno.UnsafePointer.value(p) !== MAP_FAILED ? p : null;
@@ -80,7 +97,13 @@ function openLibc() {
     makeExecutable: (page, length) => libc.mprotect(page, BigInt(length), PROT_READ_EXEC) === 0,
     unmap: (page, length) => void libc.munmap(page, BigInt(length)),
   });
-  return { libc, errno, raw };
+  const stubs: Stubs = library ? { kind: "library", ...library } : page ? { kind: "page", raw: page } : { kind: "none" };
+  return { libc, errno, raw: stubs.raw, stubs };
+}
+
+/** libc convention with an explicit errno view (before `lib()` exists). */
+function fromLibcWith(errno: Deno.UnsafePointerView, ret: number | bigint): number {
+  return ret < 0 ? -errno.getInt32(0) : Number(ret);
 }
 
 let opened: ReturnType<typeof openLibc> | undefined;
@@ -106,6 +129,16 @@ export function denoErrnoSource(): "kernel" | "errno" {
   return lib().raw ? "kernel" : "errno";
 }
 
+/**
+ * How this process calls its machine-code stubs: `"library"` (a shared
+ * library in a memfd: fast calls; also the ordered-MMIO stubs), `"page"`
+ * (an executable page through UnsafeFnPointer: slow calls, no MMIO stubs;
+ * `BUN_VFIO_DENO_STUBS=page` forces it) or `"none"` (libc + errno). Opens libc.
+ */
+export function denoStubs(): "library" | "page" | "none" {
+  return lib().stubs.kind;
+}
+
 /** An environment variable, or undefined (also without --allow-env). */
 function envVar(name: string): string | undefined {
   try {
@@ -119,53 +152,82 @@ const toFfi = (p: Pointer): Deno.PointerObject => p as unknown as Deno.PointerOb
 
 class DenoView extends BufferView {
   #view: Deno.UnsafePointerView | undefined;
+  readonly #pointer: Deno.PointerObject;
+  #ordered: OrderedAccess | undefined;
 
   constructor(at: Deno.PointerObject, length: number) {
     super(Deno.UnsafePointerView.getArrayBuffer(at, length), length);
     this.#view = new Deno.UnsafePointerView(at);
+    this.#pointer = at;
+    mmioStubs = lib().stubs.mmio;
   }
 
   #at(): Deno.UnsafePointerView {
     if (!this.#view) throw new RangeError("bun-vfio: memory view used after release");
     return this.#view;
   }
+  // Loads: the stub library's relaxed loads (one load instruction of the width, ~11 ns) when loaded, else
+  // UnsafePointerView getters (one load in Rust, not volatile, ~40 ns).
   load8(offset: number): number {
-    return this.#at().getUint8(offset);
+    const view = this.#at();
+    return mmioStubs ? mmioStubs.load8Relaxed(this.#pointer, offset) : view.getUint8(offset);
   }
   load16(offset: number): number {
-    return this.#at().getUint16(offset);
+    const view = this.#at();
+    return mmioStubs ? mmioStubs.load16Relaxed(this.#pointer, offset) : view.getUint16(offset);
   }
   load32(offset: number): number {
-    return this.#at().getUint32(offset);
+    const view = this.#at();
+    return mmioStubs ? mmioStubs.load32Relaxed(this.#pointer, offset) : view.getUint32(offset);
   }
   load64(offset: number): bigint {
-    return this.#at().getBigUint64(offset);
+    const view = this.#at();
+    return mmioStubs ? BigInt(mmioStubs.load64Relaxed(this.#pointer, offset)) : view.getBigUint64(offset);
   }
   override release(): void {
     this.#view = undefined;
+    this.#ordered = undefined;
     super.release();
   }
 
   /**
-   * Device ordering on Deno: x86-64 only, where uncached MMIO and TSO keep
-   * single loads and stores in program order (UnsafePointerView getters are
-   * single loads; stores are single typed-array stores). The machine-code
-   * stubs Bun uses are not wired for Deno yet, so arm64 refuses rather than
-   * pretend.
+   * Device ordering: the ordered-MMIO stubs of the stub library (the same
+   * machine code as Bun's: arm64 `dmb oshld`/`dmb oshst` around one access,
+   * x86-64 one `mov`). Without the library (page or libc fallback): x86-64
+   * only, where uncached MMIO and TSO keep single loads and stores in
+   * program order (UnsafePointerView getters are single loads; stores are
+   * single typed-array stores); arm64 refuses rather than pretend.
    */
   get ordered(): OrderedAccess {
+    this.#at();
+    if (this.#ordered) return this.#ordered;
+    const mmio = lib().stubs.mmio;
+    if (mmio) return (this.#ordered = bindOrdered(mmio, this.#pointer, () => this.#at()));
     requireX64("ordered device access");
-    return {
+    return (this.#ordered = {
       load8: (o) => this.load8(o), load16: (o) => this.load16(o), load32: (o) => this.load32(o), load64: (o) => this.load64(o),
       store8: (o, v) => this.store8(o, v), store16: (o, v) => this.store16(o, v), store32: (o, v) => this.store32(o, v), store64: (o, v) => this.store64(o, v),
       store8Relaxed: (o, v) => this.store8(o, v), store16Relaxed: (o, v) => this.store16(o, v), store32Relaxed: (o, v) => this.store32(o, v), store64Relaxed: (o, v) => this.store64(o, v),
-    };
+    });
   }
+}
+
+/** The stub library's MMIO stubs once a view was made (read per access without a property chain). */
+let mmioStubs: DenoMmio | undefined;
+
+/** The stubs bound to one mapping; `live` throws once the view is released (the stubs would touch unmapped memory). */
+function bindOrdered(m: DenoMmio, p: Deno.PointerObject, live: () => unknown): OrderedAccess {
+  return {
+    load8: (o) => (live(), m.load8(p, o)), load16: (o) => (live(), m.load16(p, o)), load32: (o) => (live(), m.load32(p, o)), load64: (o) => (live(), BigInt(m.load64(p, o))),
+    store8: (o, v) => (live(), m.store8(p, o, v)), store16: (o, v) => (live(), m.store16(p, o, v)), store32: (o, v) => (live(), m.store32(p, o, v)), store64: (o, v) => (live(), m.store64(p, o, v)),
+    store8Relaxed: (o, v) => (live(), m.store8Relaxed(p, o, v)), store16Relaxed: (o, v) => (live(), m.store16Relaxed(p, o, v)),
+    store32Relaxed: (o, v) => (live(), m.store32Relaxed(p, o, v)), store64Relaxed: (o, v) => (live(), m.store64Relaxed(p, o, v)),
+  };
 }
 
 function requireX64(what: string): void {
   if (Deno.build.arch !== "x86_64") {
-    throw new VfioError({ op: what, code: "EOPNOTSUPP", errno: 95, detail: `Deno on ${Deno.build.arch} has no ordered device accessors yet`, hint: "Run under Bun on arm64 (its accessors are machine code with dmb barriers), or on x86-64 under Deno." });
+    throw new VfioError({ op: what, code: "EOPNOTSUPP", errno: 95, detail: `Deno on ${Deno.build.arch} without the stub library (memfd exec refused, or BUN_VFIO_DENO_STUBS/BUN_VFIO_DENO_ERRNO set) has no ordered device accessors`, hint: "Allow executable memfds (vm.memfd_noexec=0, no SELinux execmem denial) and unset BUN_VFIO_DENO_STUBS and BUN_VFIO_DENO_ERRNO, or run under Bun." });
   }
 }
 
@@ -284,8 +346,13 @@ export const denoSys: Sys = {
   },
   address: (pointer) => BigInt(Deno.UnsafePointer.value(toFfi(pointer))),
   view: (pointer, length) => new DenoView(toFfi(pointer), length),
-  // x86-64: UC MMIO and TSO need no fence for the library's accessors (see DenoView.ordered).
-  barrier: () => requireX64("barrier"),
+  // The stub library's wmb/rmb/mb (sfence/lfence/mfence, dsb st/ld/sy); without it x86-64 only, as a no-op
+  // (UC MMIO and TSO order the library's accessors, see DenoView.ordered).
+  barrier(kind) {
+    const mmio = lib().stubs.mmio;
+    if (mmio) return mmio[kind]();
+    requireX64("barrier");
+  },
   sysconf: (name) => fromLibc(lib().libc.sysconf(name)),
   getrlimit(resource) {
     const limits = new BigUint64Array(2); // struct rlimit { rlim_t rlim_cur, rlim_max; }

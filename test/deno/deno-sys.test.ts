@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { sys } from "../../src/sys/runtime.ts";
-import { denoErrnoSource } from "../../src/sys/deno.ts";
+import { denoErrnoSource, denoStubs } from "../../src/sys/deno.ts";
 
 const ENOENT = 2, EBADF = 9, EAGAIN = 11, ENOTTY = 25;
 const O_RDWR = 2, O_CLOEXEC = 0o2000000, EFD_NONBLOCK = 0o4000;
@@ -76,20 +76,37 @@ describe("deno sys: system calls", () => {
   });
 });
 
-test("BUN_VFIO_DENO_ERRNO=libc switches to libc + errno (the fallback), which still reports plain errors", () => {
+describe("deno sys: where errors come from", () => {
   const run = (env: Record<string, string>) => {
     const out = new Deno.Command(Deno.execPath(), { args: ["run", "-A", new URL("./fixtures/errno-source.ts", import.meta.url).pathname], env, stdout: "piped", stderr: "piped" }).outputSync();
     expect(new TextDecoder().decode(out.stderr)).toBe("");
     return JSON.parse(new TextDecoder().decode(out.stdout));
   };
-  expect(run({})).toEqual({ source: "kernel", open: -ENOENT, mmap: { errno: EBADF } });
-  // The fallback reads __errno_location() after the call; on Deno that value can be stale (reproduced in CI:
-  // this mmap of a closed fd reported ENOENT, left by the open before it, instead of EBADF). So only the
-  // kernel path above is exact; the fallback still reports that each call failed.
-  const fallback = run({ BUN_VFIO_DENO_ERRNO: "libc" });
-  expect(fallback.source).toBe("errno");
-  expect(fallback.open).toBeLessThan(0);
-  expect(fallback.mmap.errno).toBeGreaterThan(0);
+
+  test("by default the kernel entries come from the stub library: a memfd mapped read+execute (and read+write for its dynamic section), exact errors", () => {
+    const r = run({});
+    expect(r).toMatchObject({ source: "kernel", stubs: "library", open: -ENOENT, mmap: { errno: EBADF } });
+    // /proc/self/maps, the kernel's view: the library's text is r-xp, never writable and executable at once.
+    expect(r.library).toContain("r-xp");
+    expect(r.library.filter((perms: string) => perms.includes("w") && perms.includes("x"))).toEqual([]);
+  });
+
+  test("BUN_VFIO_DENO_STUBS=page uses the UnsafeFnPointer page instead: no memfd mapped, errors still exact", () => {
+    expect(run({ BUN_VFIO_DENO_STUBS: "page" })).toEqual({ source: "kernel", stubs: "page", open: -ENOENT, mmap: { errno: EBADF }, library: [] });
+  });
+
+  test("BUN_VFIO_DENO_ERRNO=libc switches to libc + errno (the fallback), which still reports plain errors", () => {
+    // The fallback reads __errno_location() after the call; on Deno that value can be overwritten by the runtime's own
+    // failing system calls (reproduced in CI: this mmap of a closed fd reported ENOENT instead of EBADF; strace showed
+    // the runtime's openat of /sys/devices/system/cpu/cpu0/tsc_freq_khz in between). So only the kernel paths are
+    // asserted exact; the fallback still reports that each call failed.
+    const fallback = run({ BUN_VFIO_DENO_ERRNO: "libc" });
+    expect(fallback.source).toBe("errno");
+    expect(fallback.stubs).toBe("none");
+    expect(fallback.library).toEqual([]);
+    expect(fallback.open).toBeLessThan(0);
+    expect(fallback.mmap.errno).toBeGreaterThan(0);
+  });
 });
 
 describe("deno sys: memory", () => {
@@ -130,6 +147,32 @@ describe("deno sys: memory", () => {
     const got = sys().mmap(4096, PROT_RW, MAP_PRIVATE_ANON, -1, 0);
     expect(sys().munmap(got.pointer!, 4096)).toBe(0);
     expect(sys().mprotect(got.pointer!, 4096, PROT_RW)).toBe(-12);
+  });
+});
+
+describe("deno sys: ordered accessors (the stub library's machine code)", () => {
+  test("ordered and relaxed loads and stores hit the exact bytes at each width; barriers execute; a released view refuses", () => {
+    expect(denoStubs()).toBe("library");
+    const got = sys().mmap(4096, PROT_RW, MAP_PRIVATE_ANON, -1, 0);
+    const v = sys().view(got.pointer!, 4096);
+    const o = v.ordered;
+    o.store8(4001, 0xa5);
+    o.store16(4002, 0xbeef);
+    o.store32(4004, 0xdeadbeef);
+    o.store64(4008, 0x0102030405060708n);
+    o.store32Relaxed(16, 0x11223344);
+    o.store64Relaxed(24, 0xfffffffffffffffen);
+    expect([...v.bytes.subarray(4000, 4016)]).toEqual([0, 0xa5, 0xef, 0xbe, 0xef, 0xbe, 0xad, 0xde, 8, 7, 6, 5, 4, 3, 2, 1]);
+    expect([...v.bytes.subarray(16, 20)]).toEqual([0x44, 0x33, 0x22, 0x11]);
+    expect([...v.bytes.subarray(24, 32)]).toEqual([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    v.bytes.set([0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0], 4088);
+    expect([o.load8(4088), o.load16(4088), o.load32(4088), o.load64(4088)]).toEqual([0x12, 0x3412, 0x78563412, 0xf0debc9a78563412n]);
+    expect([v.load8(4089), v.load16(4090), v.load32(4092), v.load64(4088)]).toEqual([0x34, 0x7856, 0xf0debc9a, 0xf0debc9a78563412n]);
+    for (const kind of ["wmb", "rmb", "mb"] as const) sys().barrier(kind);
+    v.release();
+    expect(() => o.load32(0)).toThrow(RangeError);
+    expect(() => o.store32(0, 1)).toThrow(RangeError);
+    expect(sys().munmap(got.pointer!, 4096)).toBe(0);
   });
 });
 
