@@ -6,8 +6,10 @@
  * writer in another process; median and p99 of 1800 after 200 warm-up).
  * Each round runs C (./register-access.ts C_NATIVE and the C poll-thread
  * baseline of ./eventfd-wake.ts), then ./seam-paths.ts under Bun, under
- * Deno (errors from the kernel stubs, the default) and under Deno with
- * BUN_VFIO_DENO_ERRNO=libc; each cell is the best of the rounds (the
+ * Deno (the default: kernel entries and MMIO stubs from the memfd stub
+ * library), Deno with BUN_VFIO_DENO_STUBS=page (kernel entries through
+ * UnsafeFnPointer) and Deno with BUN_VFIO_DENO_ERRNO=libc (libc + errno,
+ * no stubs); each cell is the best of the rounds (the
  * machine is shared), printed as a Markdown table with ratios to C.
  *
  *   bun bench/deno-seam.ts [rounds=3] [iterations=2000000]
@@ -28,6 +30,7 @@ type Cells = Record<string, number>;
 const COLUMNS = {
   "Bun": { argv: [process.execPath], env: {} },
   "Deno": { argv: [DENO, "run", "-A"], env: {} },
+  "Deno, stub page": { argv: [DENO, "run", "-A"], env: { BUN_VFIO_DENO_STUBS: "page" } },
   "Deno, libc errno": { argv: [DENO, "run", "-A"], env: { BUN_VFIO_DENO_ERRNO: "libc" } },
 } as const;
 const ROWS: [key: string, label: string, unit: "ns" | "us"][] = [
@@ -57,7 +60,7 @@ const best = (into: Cells, from: Cells) => {
 const dir = mkdtempSync(join(tmpdir(), "bun-vfio-deno-seam-"));
 try {
   const binary = buildWakeBinary(dir);
-  const results: Record<string, Cells> = { C: {}, Bun: {}, "Deno": {}, "Deno, libc errno": {} };
+  const results: Record<string, Cells> = { C: {}, ...Object.fromEntries(Object.keys(COLUMNS).map((c) => [c, {}])) };
   for (let r = 0; r < rounds; r++) {
     process.stderr.write(`deno-seam: round ${r + 1}/${rounds}\n`);
     const c = runCProgram(C_NATIVE, [String(iterations)]);

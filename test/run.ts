@@ -166,7 +166,7 @@ async function runDenoUnit(args: Args, work: string): Promise<SuiteResult> {
   banner("unit tests under Deno (host)");
   const env = { ...process.env, ...DENO_ENV, DENO_DIR: undefined, BUN_VFIO_SANDBOX: undefined };
   if (!existsSync(DENO)) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `${DENO} is missing: run npm install` };
-  const check = await runHost([DENO, "check", "src/index.ts", "src/sys/runtime-deno.ts", "examples", "bench/deno-errno.ts", "bench/seam-paths.ts"], env);
+  const check = await runHost([DENO, "check", "src/index.ts", "src/sys/runtime-deno.ts", "examples", "bench/deno-errno.ts", "bench/errno-child.ts", "bench/seam-paths.ts"], env);
   if (check.status !== 0) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: performance.now() - t0, note: "deno check of src/, examples/ and the Deno benchmarks failed" };
   const junit = join(work, "unit-deno.xml");
   const r = await runHost([DENO, "test", "-A", `--junit-path=${junit}`, ...(args.pattern ? [`--filter=${args.pattern}`] : []), "test/deno"], env);
