@@ -14,7 +14,7 @@
  * and the caller falls back to the UnsafeFnPointer page.
  */
 import { sharedObject } from "./elf-so.ts";
-import { stubCode, type StubName } from "./machine-code.ts";
+import { u32OffsetStubCode, type StubName } from "./machine-code.ts";
 import { SIGNATURES, syscallStubs, type RawSyscalls } from "./deno-raw-syscall.ts";
 
 /** The libc calls needed to build the library. */
@@ -31,15 +31,8 @@ const MFD_CLOEXEC = 1;
 const MFD_EXEC = 0x10;
 const EINVAL = 22;
 
-/**
- * Deno passes a `u64` argument fast only as a BigInt (a number takes the
- * slow path: 450 ns against 70 measured), so the offset is declared `u32`
- * and each MMIO stub starts by zero-extending it into the 64-bit register
- * the access uses (the C ABI leaves a 32-bit argument's upper half
- * undefined): x86-64 `mov esi, esi` (89 f6), arm64 `mov w1, w1` (2a0103e1).
- */
-const ZERO_EXTEND_OFFSET: Record<string, Uint8Array> = { x86_64: new Uint8Array([0x89, 0xf6]), aarch64: new Uint8Array([0xe1, 0x03, 0x01, 0x2a]) };
-
+// Deno passes a `u64` argument fast only as a BigInt (a number takes the slow path: 450 ns against 70
+// measured), so the offset is declared `u32` and the stubs zero-extend it (machine-code.ts u32OffsetStubCode).
 type Width = "u8" | "u16" | "u32" | "u64";
 const STORE = <V extends Width>(v: V) => ({ parameters: ["pointer", "u32", v] as ["pointer", "u32", V], result: "void" }) as const;
 const LOAD = <R extends Width>(r: R) => ({ parameters: ["pointer", "u32"] as ["pointer", "u32"], result: r }) as const;
@@ -84,11 +77,10 @@ function memfdWith(bytes: Uint8Array, ops: MemfdOps): number | undefined {
 export function loadStubLibrary(arch: string, ops: MemfdOps): StubLibrary | undefined {
   const sys = syscallStubs(arch);
   if (!sys) return undefined;
-  const mmio = stubCode(arch === "x86_64" ? "x64" : "arm64");
+  const mmio = u32OffsetStubCode(arch === "x86_64" ? "x64" : "arm64");
   const stubs: Record<string, Uint8Array> = {};
   for (const [name, code] of Object.entries(sys)) stubs[`bunvfio_sys_${name}`] = code;
-  const prefix = ZERO_EXTEND_OFFSET[arch]!;
-  for (const [name, code] of Object.entries(mmio)) stubs[`bunvfio_mmio_${name}`] = new Uint8Array([...prefix, ...code]);
+  for (const [name, code] of Object.entries(mmio)) stubs[`bunvfio_mmio_${name}`] = code;
   const fd = memfdWith(sharedObject(arch, stubs), ops);
   if (fd === undefined) return undefined;
   try {

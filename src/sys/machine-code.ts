@@ -149,3 +149,19 @@ export function layoutStubs(arch: string): { code: Uint8Array; offsets: Record<S
   for (const name of STUB_NAMES) code.set(stubs[name], offsets[name]);
   return { code, offsets };
 }
+
+/** Zero-extends the 32-bit offset argument into the 64-bit register the access uses: x86-64 `mov esi, esi`, arm64 `mov w1, w1` (`orr w1, wzr, w1`). */
+const ZERO_EXTEND_OFFSET: Record<StubArch, Uint8Array> = { x64: b(0x89, 0xf6), arm64: words(0x2a0103e1) };
+
+/**
+ * The stubs of `arch` for callers that pass the offset as a 32-bit integer
+ * (Deno: a 64-bit argument is fast only as a BigInt): each starts by
+ * zero-extending the offset, since the C ABI leaves a 32-bit argument's
+ * upper half undefined; the rest is {@link stubCode}'s bytes.
+ * @throws Error for an architecture without stubs
+ */
+export function u32OffsetStubCode(arch: string): Record<StubName, Uint8Array> {
+  const stubs = stubCode(arch);
+  const prefix = ZERO_EXTEND_OFFSET[arch as StubArch];
+  return Object.fromEntries(STUB_NAMES.map((n) => [n, new Uint8Array([...prefix, ...stubs[n]])])) as Record<StubName, Uint8Array>;
+}
