@@ -15,14 +15,13 @@
  *
  *   bun test/run.ts [--unit-only] [--profile NAME]... [-t PATTERN] [--verbose]
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GUEST_RESULTS_DIR, kernelHighlights, PROFILES, profileTestDirs, runGuest, SandboxError } from "../sandbox/index.ts";
 import { countsOf, parseJunit, type Counts } from "./harness/counts.ts";
 import { ensureTestPackages } from "./harness/test-packages.ts";
 import { packConsumer } from "./package/consumer.ts";
-import { cacheDir } from "../sandbox/paths.ts";
 
 const ROOT = join(import.meta.dir, "..");
 /** Time a guest's `bun test` may run. */
@@ -227,8 +226,10 @@ function mergedJunit(outDir: string, files: string[]): string {
 
 /**
  * The npm tarball installed into a scratch project (test/package/consumer.ts)
- * under the cache folder, which the guest sees at the same path (its /tmp is
- * its own); made on the first guest run, removed at exit. The guests get its
+ * under this checkout's .cache/ (git-ignored, not packed): every guest sees
+ * the working directory at its own path (x86 shares the host's /, arm64 binds
+ * only the working directory; their /tmp is their own); made on the first
+ * guest run, removed at exit. The guests get its
  * path as BUN_VFIO_NPM_CONSUMER (test/vm/remap/examples.test.ts runs an
  * example from it on the runtime running the tests).
  */
@@ -236,7 +237,8 @@ let npmConsumer: { dir?: string; project?: string; error?: string } | undefined;
 
 function npmConsumerEnv(): Record<string, string> {
   if (!npmConsumer) {
-    const dir = mkdtempSync(join(cacheDir(), "npm-consumer-"));
+    mkdirSync(join(ROOT, ".cache"), { recursive: true });
+    const dir = mkdtempSync(join(ROOT, ".cache", "npm-consumer-"));
     try {
       npmConsumer = { dir, project: packConsumer(dir) };
     } catch (e) {
