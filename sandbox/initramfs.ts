@@ -15,7 +15,8 @@ import { xzDecompressCommand } from "./tools.ts";
 
 /**
  * Path of an initramfs for `kernel`, building it when the cache has none
- * for the same inputs (init script, module list, kernel, busybox).
+ * for the same inputs (init script, module list, kernel, busybox). The
+ * modules the kernel has built in are left out (none, for the sandbox's own).
  * @param kernel the guest kernel whose modules go in
  * @param busybox path of a static busybox
  */
@@ -23,14 +24,15 @@ export async function ensureInitramfs(kernel: GuestKernel, busybox: string): Pro
   const script = initScript();
   const bb = statSync(busybox);
   const key = Bun.hash(
-    JSON.stringify([script, GUEST_MODULES, kernel.version, kernel.modulesDir, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs]),
+    JSON.stringify([script, GUEST_MODULES, kernel.version, kernel.vmlinuz, statSync(kernel.builtIn ? kernel.vmlinuz : kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs]),
   ).toString(16);
   const dir = join(cacheDir(), "initramfs");
   const path = join(dir, `${kernel.version}-${key}.cpio.gz`);
   if (existsSync(path)) return path;
 
   say(`building initramfs for ${kernel.version}`);
-  const modules = await resolveModules(kernel.modulesDir, xzDecompressCommand(busybox));
+  // A kernel with everything built in (the sandbox's own) gets an empty load order.
+  const modules = kernel.builtIn ? [] : await resolveModules(kernel.modulesDir, xzDecompressCommand(busybox));
   const dirs = ["bin", "dev", "proc", "sys", "root", "share", "lib", "lib/modules"];
   const entries: CpioEntry[] = [
     ...dirs.map((d) => ({ path: d, mode: S_IFDIR | 0o755 })),

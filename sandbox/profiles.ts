@@ -37,6 +37,8 @@ export interface Profile {
   description: string;
   /** x86 only: QEMU intel-iommu `intremap`, interrupt remapping on or off. */
   intremap?: boolean;
+  /** x86 only: `none` gives the guest no IOMMU at all (no intel-iommu device, no `intel_iommu=on`); default `intel`. */
+  iommu?: "intel" | "none";
   /** Set for arm64 guests (see {@link Arm64Platform}). */
   arm64?: Arm64Platform;
   /** Devices, in QEMU command-line order. */
@@ -45,6 +47,10 @@ export interface Profile {
   qemuExtra?: string[];
   /** Module options as `module.param=value` (kernel command-line syntax, read by /init). */
   moduleOptions?: string[];
+  /** Other kernel command-line words (`hugepages=16`). */
+  kernelArgs?: string[];
+  /** Environment of the guest command (e.g. `BUN_VFIO_BACKEND`), under the caller's own `env`. */
+  guestEnv?: Record<string, string>;
   /** Sparse scratch files created in `{tmp}` before boot: name to size in MiB. */
   scratch?: Record<string, number>;
   /** Guest test folders beyond `test/vm/common` and `test/vm/<name>`. */
@@ -122,6 +128,25 @@ export const PROFILES: Record<string, Profile> = {
       { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
       { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
     ],
+  },
+  iommufd: {
+    name: "iommufd",
+    description: "remap's guest (intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci), the library on iommufd and the VFIO cdev",
+    intremap: true,
+    devices: [NVME, E1000E, EDU],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "iommufd" },
+    extraTestDirs: ["test/vm/remap"],
+  },
+  noiommu: {
+    name: "noiommu",
+    description: "no IOMMU at all, vfio's unsafe no-IOMMU mode (/dev/vfio/noiommu-N); nvme and edu on vfio-pci; 16 huge pages of 2 MiB",
+    iommu: "none",
+    devices: [NVME, EDU],
+    moduleOptions: ["vfio.enable_unsafe_noiommu_mode=1"],
+    kernelArgs: ["hugepagesz=2M", "hugepages=16"],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "noiommu" },
   },
   nvme: {
     name: "nvme",
