@@ -142,7 +142,8 @@ export const PROFILES: Record<string, Profile> = {
     name: "noiommu",
     description: "no IOMMU at all, vfio's unsafe no-IOMMU mode (/dev/vfio/noiommu-N); nvme and edu on vfio-pci; 16 huge pages of 2 MiB",
     iommu: "none",
-    devices: [NVME, EDU],
+    // edu's default dma_mask is 28 bits; without an IOMMU its buffers sit wherever the huge pages are, so let it reach all of RAM
+    devices: [NVME, { ...EDU, qemu: ["-device", "edu,dma_mask=0xffffffffffffffff"] }],
     moduleOptions: ["vfio.enable_unsafe_noiommu_mode=1"],
     kernelArgs: ["hugepagesz=2M", "hugepages=16"],
     scratch: { "nvme0.img": 64 },

@@ -184,7 +184,12 @@ export class Container implements DmaSpace, Disposable {
       throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: "the kernel offers no IOMMU type", hint: noIommuHint() });
     }
     const root = [...this.#groups][0]?.host.root;
-    this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], attachHints({ root }));
+    const noiommuGroup = chosen !== "noiommu" && [...this.#groups].some((g) => g.noiommu);
+    const hints: Hints = !noiommuGroup ? attachHints({ root }) : {
+      ...attachHints({ root }),
+      ENODEV: "The group is a no-IOMMU group (/dev/vfio/noiommu-N): only VFIO_NOIOMMU_IOMMU accepts it. Ask for it by name, accepting no isolation at all: openVfio({ backend: \"noiommu\" }) or Container.open({ iommuType: \"noiommu\" }).",
+    };
+    this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], hints);
     this.#iommuType = chosen;
     return chosen;
   }

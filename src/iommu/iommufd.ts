@@ -234,8 +234,8 @@ export class Iommufd implements DmaSpace, Disposable {
     if (start + length > U64_LIMIT) throw invalidArgument(op, `iova ${hex(start)} + size ${hex(length)} passes 2^64`, "Keep the whole range below 2^64.", this.path);
     const buf = F.encodeIoasUnmap(this.ioasId, start, length);
     this.#fd.ioctl(op, F.IOMMU_IOAS_UNMAP, buf, {
-      ENOENT: `Nothing is mapped in ${hex(start)}+${hex(length)}.`,
-      EINVAL: "The range must not split a mapping: unmap exactly what was mapped (or a range covering whole mappings).",
+      ENOENT: `Nothing is mapped in ${hex(start)}+${hex(length)}, or the range splits a mapping (iommufd answers ENOENT for both): unmap exactly what was mapped, or a range covering whole mappings.`,
+      EINVAL: "iova and size must be multiples of the IOAS alignment (iommufd.iovaRanges().alignment).",
     });
     return F.decodeIoasUnmapLength(buf);
   }

@@ -395,8 +395,10 @@ describe("lifetimes", () => {
 
   test(`${TEST_BACKEND} unmaps whole mappings only: a partial unmap of a buffer is refused and leaves it mapped`, () => {
     using buf = DmaBuffer.allocate(container, 4 * PAGE, { limit: EDU.DMA_LIMIT });
-    expect(vfioError(() => container.unmapDma(buf.iova, PAGE)).code).toBe("EINVAL");
-    expect(vfioError(() => container.unmapDma(buf.iovaAt(PAGE), PAGE)).code).toBe("EINVAL");
+    // type1 answers EINVAL; iommufd ENOENT (io_pagetable.c: an area reaching outside the range is "not found")
+    const refused = TEST_BACKEND === "iommufd" ? "ENOENT" : "EINVAL";
+    expect(vfioError(() => container.unmapDma(buf.iova, PAGE)).code).toBe(refused);
+    expect(vfioError(() => container.unmapDma(buf.iovaAt(PAGE), PAGE)).code).toBe(refused);
     buf.write(0, pattern(32, 4));
     eduDma(bar, { toRam: false }, buf.iova, 0, 32); // still mapped: the device can read it
     using dst = DmaBuffer.allocate(container, PAGE, { limit: EDU.DMA_LIMIT });
