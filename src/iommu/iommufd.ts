@@ -243,7 +243,7 @@ export class Iommufd implements DmaSpace, Disposable {
   /** Unmaps everything in the IOAS (IOMMU_IOAS_UNMAP of 0..2^64-1). Returns the bytes unmapped. */
   unmapAllDma(): bigint {
     const op = "IOMMU_IOAS_UNMAP";
-    const buf = F.encodeIoasUnmap(this.ioasId, 0n, U64_LIMIT);
+    const buf = F.encodeIoasUnmap(this.ioasId, 0n, U64_LIMIT - 1n); // iova 0, length U64_MAX: "unmap everything"
     const ret = this.#fd.tryIoctl(op, F.IOMMU_IOAS_UNMAP, buf);
     if (ret < 0 && -ret !== 2 /* ENOENT: nothing was mapped */) throw syscallError(op, this.path, {}, -ret);
     return ret < 0 ? 0n : F.decodeIoasUnmapLength(buf);
