@@ -10,9 +10,17 @@ import { normalizeBdf } from "./bdf.ts";
 import { pciDeviceInfo } from "./pci.ts";
 import { hostPath, pciDevicePath, type HostOptions } from "./sysfs.ts";
 
-/** True when this kernel creates VFIO device cdevs (`/sys/class/vfio-dev` exists). */
+/**
+ * True when VFIO device cdev nodes exist: `/dev/vfio/devices` holds at least
+ * one `vfioN`. (sysfs is not enough: in no-IOMMU mode Linux 6.12 registers
+ * `/sys/class/vfio-dev/vfioN` but creates no character device.)
+ */
 export function hasVfioCdevs(options?: HostOptions): boolean {
-  return existsSync(hostPath(options, "sys/class/vfio-dev"));
+  try {
+    return readdirSync(hostPath(options, "dev/vfio/devices")).some((n) => /^(noiommu-)?vfio\d+$/.test(n));
+  } catch {
+    return false;
+  }
 }
 
 /** True when `/dev/iommu` (iommufd) exists. */
@@ -35,8 +43,9 @@ export function vfioCdevOf(bdf: string, options?: HostOptions): string {
   } catch {
     // explained below
   }
-  if (names.length > 0) return hostPath(options, "dev/vfio/devices", names[0]!);
-  throw new VfioError({ op: "open device cdev", errno: 2, code: "ENOENT", path: dir, detail: `${address} has no VFIO device cdev`, hint: noCdevHint(address, options) });
+  const node = names.length > 0 ? hostPath(options, "dev/vfio/devices", names[0]!) : undefined;
+  if (node !== undefined && existsSync(node)) return node;
+  throw new VfioError({ op: "open device cdev", errno: 2, code: "ENOENT", path: node ?? dir, detail: `${address} has no VFIO device cdev`, hint: noCdevHint(address, options) });
 }
 
 function noCdevHint(bdf: string, options?: HostOptions): string {
@@ -47,6 +56,6 @@ function noCdevHint(bdf: string, options?: HostOptions): string {
     return `No PCI device ${bdf}: check the address (bunx bun-vfio list).`;
   }
   if (driver !== "vfio-pci" && !driver?.endsWith("-vfio-pci")) return `${bdf} is bound to ${driver ?? "no driver"}, not vfio-pci: run \`bunx bun-vfio bind ${bdf}\` (as root).`;
-  if (!hasVfioCdevs(options)) return "This kernel has no VFIO device cdevs (CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+): use the type1 backend (backend: \"type1\").";
-  return `vfio-pci holds ${bdf} but made no cdev for it: in no-IOMMU mode kernels before 6.16 have none; use backend: "noiommu".`;
+  if (!existsSync(hostPath(options, "sys/class/vfio-dev"))) return "This kernel has no VFIO device cdevs (CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+): use the type1 backend (backend: \"type1\").";
+  return `vfio-pci holds ${bdf} but there is no cdev node for it: in no-IOMMU mode kernels before 6.16 create none (use backend: "noiommu"); otherwise devtmpfs or udev has not made /dev/vfio/devices/vfioN yet.`;
 }

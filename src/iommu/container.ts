@@ -47,7 +47,10 @@ const MAP_HINTS: Hints = {
 export interface ContainerOpenOptions {
   /** The container node; default `/dev/vfio/vfio`. */
   path?: string;
-  /** The IOMMU type the first group sets (default: type1v2, else type1, else noiommu). */
+  /**
+   * The IOMMU type the first group sets. Default: type1v2, else type1;
+   * `noiommu` (no isolation at all) is used only when asked for by name.
+   */
   iommuType?: IommuType;
 }
 
@@ -173,22 +176,21 @@ export class Container implements DmaSpace, Disposable {
 
   /**
    * Sets the IOMMU model. Needs at least one group attached; done for you by
-   * {@link addGroup}. Without `type`, picks type1v2, then type1, then noiommu.
+   * {@link addGroup}. Without `type`, picks type1v2, then type1: never
+   * noiommu, which must be asked for by name (it gives up all isolation).
    * Internally this calls VFIO_SET_IOMMU; EPERM means MSIs are not isolated.
    */
   setIommu(type?: IommuType): IommuType {
     const op = "VFIO_SET_IOMMU";
     if (type !== undefined) oneOf(op, "iommuType", type, IOMMU_TYPES, this.path);
-    const chosen = type ?? this.supportedIommuTypes()[0];
+    const chosen = type ?? this.supportedIommuTypes().find((t) => t !== "noiommu");
+    const noiommuGroup = chosen !== "noiommu" && [...this.#groups].some((g) => g.noiommu);
+    const noiommuHint = "The group is a no-IOMMU group (/dev/vfio/noiommu-N): only VFIO_NOIOMMU_IOMMU accepts it. Ask for it by name, accepting no isolation at all: openVfio({ backend: \"noiommu\" }) or Container.open({ iommuType: \"noiommu\" }).";
     if (chosen === undefined) {
-      throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: "the kernel offers no IOMMU type", hint: noIommuHint() });
+      throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: noiommuGroup ? "the kernel offers only VFIO_NOIOMMU_IOMMU for this group" : "the kernel offers no IOMMU type", hint: noiommuGroup ? noiommuHint : noIommuHint() });
     }
     const root = [...this.#groups][0]?.host.root;
-    const noiommuGroup = chosen !== "noiommu" && [...this.#groups].some((g) => g.noiommu);
-    const hints: Hints = !noiommuGroup ? attachHints({ root }) : {
-      ...attachHints({ root }),
-      ENODEV: "The group is a no-IOMMU group (/dev/vfio/noiommu-N): only VFIO_NOIOMMU_IOMMU accepts it. Ask for it by name, accepting no isolation at all: openVfio({ backend: \"noiommu\" }) or Container.open({ iommuType: \"noiommu\" }).",
-    };
+    const hints: Hints = noiommuGroup ? { ...attachHints({ root }), ENODEV: noiommuHint } : attachHints({ root });
     this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], hints);
     this.#iommuType = chosen;
     return chosen;

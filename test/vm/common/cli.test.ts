@@ -4,7 +4,7 @@
  * the host's root and the harness installed pciutils, `lspci -nn -vv -D`.
  */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { basename } from "node:path";
 import { cli, cliJson } from "../cli-run.ts";
 import { driverOf, profile } from "../ground-truth.ts";
@@ -20,9 +20,13 @@ const groupOf = (bdf: string): number | null => {
   }
 };
 
-/** The kernel lets type1 attach groups: MSIs are isolated (IR- or ITS chips) or allow_unsafe_interrupts is Y. */
+/**
+ * The kernel lets groups be attached: MSIs are isolated (IR- or ITS chips),
+ * allow_unsafe_interrupts is Y, or vfio's no-IOMMU mode is on (no isolation asked for, none checked).
+ */
 const msiIsolated = /\b(IR-|ITS)/.test(readFileSync("/proc/interrupts", "utf8")) ||
-  readFileSync("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "utf8").trim() === "Y";
+  readFileSync("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "utf8").trim() === "Y" ||
+  (existsSync("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode") && readFileSync("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "utf8").trim() === "Y");
 
 /** x86 guests run on the host's root, where test/harness/test-packages.ts installed pciutils. */
 const WITH_LSPCI = process.arch === "x64";

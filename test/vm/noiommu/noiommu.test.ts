@@ -78,6 +78,7 @@ describe("devices in no-IOMMU mode", () => {
     using space = openVfio({ backend: "noiommu" });
     using edu = space.openPciDevice(eduBdf);
     edu.enableMemory();
+    edu.enableBusMaster(); // an MSI is a memory write by the device
     const bar = edu.bar(0);
     using vectors = edu.msi.enable(1);
     bar.write32(0x60, 0x1); // edu (docs/specs/edu.rst): raise an interrupt with status bit 0
