@@ -106,10 +106,11 @@ const ARM64_COMMON = {
 export const PROFILES: Record<string, Profile> = {
   remap: {
     name: "remap",
-    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci",
+    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci (the suites on the type1 container; profile iommufd runs them on iommufd)",
     intremap: true,
     devices: [NVME, E1000E, EDU],
     scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "type1" },
   },
   "no-remap": {
     name: "no-remap",
@@ -166,8 +167,12 @@ export const PROFILES: Record<string, Profile> = {
       "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
       "-drive", "if=none,id=nvmhp,format=raw,file={tmp}/nvme-hp.img",
       "-device", "nvme,serial=bunvfiohp,drive=nvmhp,bus=rp1,id=nvme-hp",
+      // a second one (slot 2) for the same unplug over iommufd
+      "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
+      "-drive", "if=none,id=nvmhp2,format=raw,file={tmp}/nvme-hp2.img",
+      "-device", "nvme,serial=bunvfiohp2,drive=nvmhp2,bus=rp2,id=nvme-hp2",
     ],
-    scratch: { "nvme-hp.img": 16 },
+    scratch: { "nvme-hp.img": 16, "nvme-hp2.img": 16 },
     monitor: true,
   },
   arm64: {
