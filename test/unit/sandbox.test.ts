@@ -191,7 +191,7 @@ describe("guest command and QEMU line", () => {
     expect(cmdline).toContain("hugepages=16");
     expect(commandScript({ profile: p, command: ["true"], cwd: "/w" })).toContain("export BUN_VFIO_BACKEND=noiommu\n");
     expect(commandScript({ profile: getProfile("iommufd"), command: ["true"], cwd: "/w", env: { X: "1" } })).toContain("export BUN_VFIO_BACKEND=iommufd\n");
-    expect(commandScript({ profile: getProfile("remap"), command: ["true"], cwd: "/w" })).not.toContain("BUN_VFIO_BACKEND");
+    expect(commandScript({ profile: getProfile("remap"), command: ["true"], cwd: "/w" })).toContain("export BUN_VFIO_BACKEND=type1\n");
   });
 
   test("arm64 profiles: virt with an SMMUv3, the GIC the profile names, ttyAMA0, no intel-iommu", () => {

@@ -10,6 +10,10 @@ import { chooseBackend, Container, DmaBuffer, openVfio, physicalAddresses } from
 import { find, groupOf, IDS, readText } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
 import { EDU, eduDma } from "../edu-dma-engine.ts";
+import { blockModule, readmeBlocks } from "../../readme-blocks.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const nvmeBdf = find(IDS.nvme);
 const eduBdf = find(IDS.edu);
@@ -138,4 +142,21 @@ describe("DMA at physical addresses", () => {
     expect(out.code).toBe("EPERM");
     expect(out.hint).toContain("CAP_SYS_ADMIN");
   });
+});
+
+describe("the README's no-IOMMU example", () => {
+  const blocks = readmeBlocks(join(import.meta.dir, "../../..")).filter((b) => b.run?.profile === "noiommu");
+  test("is marked to run here", () => expect(blocks.length).toBe(1));
+  for (const block of blocks) {
+    test(`README block at line ${block.line} runs as written and prints a physical address in System RAM`, () => {
+      const file = join(mkdtempSync(join(tmpdir(), "readme-")), "block.ts");
+      writeFileSync(file, blockModule(block, join(import.meta.dir, "../../../src/index.ts")));
+      const p = Bun.spawnSync([process.execPath, file, find(IDS[block.run!.device as keyof typeof IDS])], { stdout: "pipe", stderr: "pipe" });
+      expect({ status: p.exitCode, stderr: p.stderr.toString() }).toEqual({ status: 0, stderr: "" });
+      const m = /^physical address 0x([0-9a-f]+), 2097152 bytes contiguous$/.exec(p.stdout.toString().trim());
+      expect(m).not.toBeNull();
+      const pa = BigInt(`0x${m![1]}`);
+      expect(systemRam().some((r) => pa >= r.start && pa <= r.end)).toBe(true);
+    });
+  }
 });
