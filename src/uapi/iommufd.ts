@@ -17,16 +17,10 @@ export const IOMMU_IOAS_ALLOC = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 1);
 export const IOMMU_IOAS_IOVA_RANGES = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 4);
 export const IOMMU_IOAS_MAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 5);
 export const IOMMU_IOAS_UNMAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 6);
-export const IOMMU_OPTION = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 7);
 
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
 export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
 export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
-
-export const IOMMU_OPTION_RLIMIT_MODE = 0;
-export const IOMMU_OPTION_HUGE_PAGES = 1;
-export const IOMMU_OPTION_OP_SET = 0;
-export const IOMMU_OPTION_OP_GET = 1;
 
 /* VFIO device cdev (`/dev/vfio/devices/vfioN`). */
 export const VFIO_DEVICE_BIND_IOMMUFD = _IO(VFIO_TYPE, VFIO_BASE + 18);
@@ -37,18 +31,15 @@ export const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
 
 /** Struct sizes (the kernel's `sizeof`, or the size up to the last field a caller fills). */
 export const IOMMUFD_SIZEOF = {
-  iommu_destroy: 8,
   iommu_ioas_alloc: 12,
   iommu_iova_range: 16,
   iommu_ioas_iova_ranges: 32,
   iommu_ioas_map: 40,
   iommu_ioas_unmap: 24,
-  iommu_option: 24,
   /** Without the VF-token pointer: what kernels before the token flag accept as the whole struct. */
   vfio_device_bind_iommufd: 16,
   vfio_device_bind_iommufd_token: 24,
   vfio_device_attach_iommufd_pt: 12,
-  vfio_device_detach_iommufd_pt: 8,
 } as const;
 
 function sized(size: number): { buf: Uint8Array; dv: DataView } {
@@ -66,13 +57,6 @@ export function encodeIoasAlloc(): Uint8Array {
 /** `out_ioas_id` of an IOMMU_IOAS_ALLOC that succeeded. */
 export function decodeIoasAllocId(buf: Uint8Array): number {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(8, true);
-}
-
-/** `struct iommu_destroy` for object `id`. */
-export function encodeDestroy(id: number): Uint8Array {
-  const { buf, dv } = sized(IOMMUFD_SIZEOF.iommu_destroy);
-  dv.setUint32(4, id, true);
-  return buf;
 }
 
 /** `struct iommu_ioas_iova_ranges`: room for `count` ranges at user address `arrayAddress`. */
@@ -126,21 +110,6 @@ export function decodeIoasUnmapLength(buf: Uint8Array): bigint {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getBigUint64(16, true);
 }
 
-/** `struct iommu_option`: get or set option `optionId` of object `objectId` (0 for global options). */
-export function encodeOption(optionId: number, op: number, objectId: number, value = 0n): Uint8Array {
-  const { buf, dv } = sized(IOMMUFD_SIZEOF.iommu_option);
-  dv.setUint32(4, optionId, true);
-  dv.setUint16(8, op, true);
-  dv.setUint32(12, objectId, true);
-  dv.setBigUint64(16, value, true);
-  return buf;
-}
-
-/** `val64` of an IOMMU_OPTION get. */
-export function decodeOptionValue(buf: Uint8Array): bigint {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getBigUint64(16, true);
-}
-
 /** `struct vfio_device_bind_iommufd`; with `tokenAddress`, the VF token flag and the pointer to its 16 bytes. */
 export function encodeBindIommufd(iommufd: number, tokenAddress?: bigint): Uint8Array {
   const { buf, dv } = sized(tokenAddress === undefined ? IOMMUFD_SIZEOF.vfio_device_bind_iommufd : IOMMUFD_SIZEOF.vfio_device_bind_iommufd_token);
@@ -162,11 +131,6 @@ export function encodeAttachPt(ptId: number): Uint8Array {
   const { buf, dv } = sized(IOMMUFD_SIZEOF.vfio_device_attach_iommufd_pt);
   dv.setUint32(8, ptId, true);
   return buf;
-}
-
-/** `struct vfio_device_detach_iommufd_pt`. */
-export function encodeDetachPt(): Uint8Array {
-  return sized(IOMMUFD_SIZEOF.vfio_device_detach_iommufd_pt).buf;
 }
 
 /** A UUID string (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`) as the 16 bytes of the kernel's `uuid_t`, or undefined if malformed. */
