@@ -218,7 +218,7 @@ function observeDeviceTree(root: string, evidence: string[]): DeviceTreeMsiContr
 /** What the container tells us, as an evidence line. */
 function describeContainer(container: IsolationContainerState | undefined, allowUnsafe: "Y" | "N" | undefined): string {
   if (!container) return "no VFIO container given: the kernel's isolation check was not observed";
-  if (container.iommuType === "noiommu") return "container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all";
+  if (container.iommuType === "noiommu") return "container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all: the device can write any physical memory and send any interrupt, and the kernel taints itself (TAINT_USER)";
   if (!container.iommuType || !container.attached) return "no group attached to a type1 container yet: the kernel's isolation check has not run";
   if (container.iommuType === "iommufd") {
     return allowUnsafe === "N"

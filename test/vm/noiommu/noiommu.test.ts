@@ -71,6 +71,7 @@ describe("devices in no-IOMMU mode", () => {
     const bar = nvme.bar(0);
     expect(bar.plan.isolation.level).toBe("none");
     expect(bar.plan.isolation.evidence[0]).toContain("VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all");
+    expect(bar.plan.explain()).toContain("the kernel taints itself (TAINT_USER)"); // and it did: see "what the kernel made"
     expect(bar.plan.ranges.some((r) => r.access === "trap")).toBe(true); // the table's page stays behind the kernel
     expect(bar.read32(0x08)).toBe(0x10400);
     const sysCfg = new DataView(readFileSync(`/sys/bus/pci/devices/${nvmeBdf}/config`).buffer);
