@@ -89,6 +89,7 @@ export function loadProfileFile(path: string): Profile {
   const intremap = doc.intremap ?? base?.intremap ?? true;
   if (typeof intremap !== "boolean") fail(path, `"intremap" must be true or false`);
   const scratch = doc.scratch ?? base?.scratch;
+  const modules = strings(path, "modules", doc.modules) ?? base?.modules;
   if (scratch !== undefined && (typeof scratch !== "object" || Object.values(scratch as object).some((v) => typeof v !== "number"))) fail(path, `"scratch" must map file names to sizes in MiB`);
   return {
     name: typeof doc.name === "string" ? doc.name : "custom",
@@ -97,6 +98,7 @@ export function loadProfileFile(path: string): Profile {
     devices,
     qemuExtra: strings(path, "qemuExtra", doc.qemuExtra) ?? base?.qemuExtra ?? [],
     moduleOptions: strings(path, "moduleOptions", doc.moduleOptions) ?? base?.moduleOptions ?? [],
+    ...(modules ? { modules } : {}),
     ...(scratch ? { scratch: scratch as Record<string, number> } : {}),
   };
 }
@@ -110,6 +112,6 @@ export function resolveProfile(nameOrFile: string): Profile {
 
 /** The profile as the JSON a file would hold (what `--write-profile` saves). */
 export function profileJson(p: Profile): string {
-  const { name, description, intremap, devices, qemuExtra, moduleOptions, scratch } = p;
-  return JSON.stringify({ name, description, intremap, devices, qemuExtra: qemuExtra ?? [], moduleOptions: moduleOptions ?? [], ...(scratch ? { scratch } : {}) }, null, 2) + "\n";
+  const { name, description, intremap, devices, qemuExtra, moduleOptions, modules, scratch } = p;
+  return JSON.stringify({ name, description, intremap, devices, qemuExtra: qemuExtra ?? [], moduleOptions: moduleOptions ?? [], ...(modules?.length ? { modules } : {}), ...(scratch ? { scratch } : {}) }, null, 2) + "\n";
 }
