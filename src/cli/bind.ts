@@ -26,6 +26,9 @@ Options:
   --force     bind even devices in use (you may lose the network or a disk)
   --json      print the result as JSON
 
+Exit status: 0 bound (or, with --dry-run, would bind), 1 refused or failed,
+2 usage error.
+
 Examples:
   sudo bun-vfio bind 0000:01:00.0
   sudo bun-vfio bind 0000:01:00.0 0000:01:00.1 --dry-run
@@ -46,6 +49,9 @@ Options:
   --timeout SECONDS how long to wait for holders (default 10; 0: do not wait)
   --dry-run         print the holders and the sysfs writes, change nothing
   --json            print the result as JSON
+
+Exit status: 0 released (or, with --dry-run, listed), 1 still held or
+failed, 2 usage error.
 
 Examples:
   sudo bun-vfio release 0000:01:00.0
