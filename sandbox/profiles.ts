@@ -37,6 +37,8 @@ export interface Profile {
   description: string;
   /** x86 only: QEMU intel-iommu `intremap`, interrupt remapping on or off. */
   intremap?: boolean;
+  /** x86 only: `none` gives the guest no IOMMU at all (no intel-iommu device, no `intel_iommu=on`); default `intel`. */
+  iommu?: "intel" | "none";
   /** Set for arm64 guests (see {@link Arm64Platform}). */
   arm64?: Arm64Platform;
   /** Devices, in QEMU command-line order. */
@@ -51,6 +53,10 @@ export interface Profile {
    * names the kernel has built in are skipped.
    */
   modules?: string[];
+  /** Other kernel command-line words (`hugepages=16`). */
+  kernelArgs?: string[];
+  /** Environment of the guest command (e.g. `BUN_VFIO_BACKEND`), under the caller's own `env`. */
+  guestEnv?: Record<string, string>;
   /** Sparse scratch files created in `{tmp}` before boot: name to size in MiB. */
   scratch?: Record<string, number>;
   /** Guest test folders beyond `test/vm/common` and `test/vm/<name>`. */
@@ -124,10 +130,11 @@ const ARM64_COMMON = {
 export const PROFILES: Record<string, Profile> = {
   remap: {
     name: "remap",
-    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci",
+    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci (the suites on the type1 container; profile iommufd runs them on iommufd)",
     intremap: true,
     devices: [NVME, E1000E, EDU],
     scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "type1" },
   },
   "no-remap": {
     name: "no-remap",
@@ -154,6 +161,26 @@ export const PROFILES: Record<string, Profile> = {
     // test/vm/shared-group/host.ts makes an ext4 filesystem in it before boot.
     scratch: { "ext4.img": 16 },
   },
+  iommufd: {
+    name: "iommufd",
+    description: "remap's guest (intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci), the library on iommufd and the VFIO cdev",
+    intremap: true,
+    devices: [NVME, E1000E, EDU],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "iommufd" },
+    extraTestDirs: ["test/vm/remap"],
+  },
+  noiommu: {
+    name: "noiommu",
+    description: "no IOMMU at all, vfio's unsafe no-IOMMU mode (/dev/vfio/noiommu-N); nvme and edu on vfio-pci; 16 huge pages of 2 MiB",
+    iommu: "none",
+    // edu's default dma_mask is 28 bits; without an IOMMU its buffers sit wherever the huge pages are, so let it reach all of RAM
+    devices: [NVME, { ...EDU, qemu: ["-device", "edu,dma_mask=0xffffffffffffffff"] }],
+    moduleOptions: ["vfio.enable_unsafe_noiommu_mode=1"],
+    kernelArgs: ["hugepagesz=2M", "hugepages=16"],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "noiommu" },
+  },
   nvme: {
     name: "nvme",
     description: "nvme on vfio-pci whose disk image the host seeds before boot and checks after (test/vm/nvme/host.ts)",
@@ -171,8 +198,12 @@ export const PROFILES: Record<string, Profile> = {
       "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
       "-drive", "if=none,id=nvmhp,format=raw,file={tmp}/nvme-hp.img",
       "-device", "nvme,serial=bunvfiohp,drive=nvmhp,bus=rp1,id=nvme-hp",
+      // a second one (slot 2) for the same unplug over iommufd
+      "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
+      "-drive", "if=none,id=nvmhp2,format=raw,file={tmp}/nvme-hp2.img",
+      "-device", "nvme,serial=bunvfiohp2,drive=nvmhp2,bus=rp2,id=nvme-hp2",
     ],
-    scratch: { "nvme-hp.img": 16 },
+    scratch: { "nvme-hp.img": 16, "nvme-hp2.img": 16 },
     monitor: true,
   },
   arm64: {

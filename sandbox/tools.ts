@@ -119,6 +119,23 @@ function checkExecutable(path: string): void {
   }
 }
 
+/**
+ * Install Debian packages with `apt-get update` and `apt-get install -y
+ * --no-install-recommends` when this process may ({@link canAptInstall});
+ * otherwise throw a {@link SandboxError} naming the install command.
+ * @param packages Debian package names
+ * @param why what is missing, for the messages ("the kernel build tools make, bison")
+ */
+export async function aptInstall(packages: readonly string[], why: string): Promise<void> {
+  const hint = `sudo apt-get install -y --no-install-recommends ${packages.join(" ")}`;
+  if (!canAptInstall()) throw new SandboxError(`missing ${why}. Install with:\n  ${hint}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  say(`missing ${why}: running apt-get update`);
+  await aptRun(["apt-get", "update"], env, hint);
+  say(`installing ${packages.join(" ")} with apt-get (no recommends)`);
+  await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...packages], env, hint);
+}
+
 async function aptRun(argv: string[], env: Record<string, string | undefined>, hint: string): Promise<void> {
   const proc = Bun.spawn(argv, { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), 15 * 60_000);

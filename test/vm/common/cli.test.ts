@@ -6,7 +6,7 @@
  * own root, sandbox/arm64-guest.ts).
  */
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { basename } from "node:path";
 import { cli, cliJson } from "../cli-run.ts";
 import { driverOf, profile } from "../ground-truth.ts";
@@ -22,9 +22,13 @@ const groupOf = (bdf: string): number | null => {
   }
 };
 
-/** The kernel lets type1 attach groups: MSIs are isolated (IR- or ITS chips) or allow_unsafe_interrupts is Y. */
+/**
+ * The kernel lets groups be attached: MSIs are isolated (IR- or ITS chips),
+ * allow_unsafe_interrupts is Y, or vfio's no-IOMMU mode is on (no isolation asked for, none checked).
+ */
 const msiIsolated = /\b(IR-|ITS)/.test(readFileSync("/proc/interrupts", "utf8")) ||
-  readFileSync("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "utf8").trim() === "Y";
+  readFileSync("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "utf8").trim() === "Y" ||
+  (existsSync("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode") && readFileSync("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "utf8").trim() === "Y");
 
 function lspci(...args: string[]): string {
   const p = Bun.spawnSync(["lspci", ...args], { stdout: "pipe", stderr: "pipe" });
