@@ -95,6 +95,7 @@ export function loadProfileFile(path: string): Profile {
   if (guestEnv !== undefined && (typeof guestEnv !== "object" || guestEnv === null || Object.values(guestEnv).some((v) => typeof v !== "string"))) fail(path, `"guestEnv" must map variable names to strings`);
   const kernelArgs = strings(path, "kernelArgs", doc.kernelArgs) ?? base?.kernelArgs;
   const scratch = doc.scratch ?? base?.scratch;
+  const modules = strings(path, "modules", doc.modules) ?? base?.modules;
   if (scratch !== undefined && (typeof scratch !== "object" || Object.values(scratch as object).some((v) => typeof v !== "number"))) fail(path, `"scratch" must map file names to sizes in MiB`);
   return {
     name: typeof doc.name === "string" ? doc.name : "custom",
@@ -103,6 +104,7 @@ export function loadProfileFile(path: string): Profile {
     devices,
     qemuExtra: strings(path, "qemuExtra", doc.qemuExtra) ?? base?.qemuExtra ?? [],
     moduleOptions: strings(path, "moduleOptions", doc.moduleOptions) ?? base?.moduleOptions ?? [],
+    ...(modules ? { modules } : {}),
     ...(kernelArgs ? { kernelArgs } : {}),
     ...(iommu ? { iommu: iommu as "intel" | "none" } : {}),
     ...(guestEnv ? { guestEnv: guestEnv as Record<string, string> } : {}),
@@ -119,9 +121,9 @@ export function resolveProfile(nameOrFile: string): Profile {
 
 /** The profile as the JSON a file would hold (what `--write-profile` saves). */
 export function profileJson(p: Profile): string {
-  const { name, description, intremap, iommu, devices, qemuExtra, moduleOptions, kernelArgs, guestEnv, scratch } = p;
+  const { name, description, intremap, iommu, devices, qemuExtra, moduleOptions, modules, kernelArgs, guestEnv, scratch } = p;
   return JSON.stringify({
     name, description, intremap, ...(iommu ? { iommu } : {}), devices, qemuExtra: qemuExtra ?? [], moduleOptions: moduleOptions ?? [],
-    ...(kernelArgs ? { kernelArgs } : {}), ...(guestEnv ? { guestEnv } : {}), ...(scratch ? { scratch } : {}),
+    ...(modules?.length ? { modules } : {}), ...(kernelArgs ? { kernelArgs } : {}), ...(guestEnv ? { guestEnv } : {}), ...(scratch ? { scratch } : {}),
   }, null, 2) + "\n";
 }

@@ -92,7 +92,8 @@ mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
 mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
 for p in $TMPBINDS; do
   [ -e "/hosttmp\${p#/tmp}" ] || die "$p (needed by the command) does not exist on the host"
-  mkdir -p "$R$p" && mount -o bind "/hosttmp\${p#/tmp}" "$R$p" || die "cannot bind $p into the guest"
+  # A file directly in /tmp (bun /tmp/x.ts) needs a file to bind onto, a folder a folder.
+  if [ -d "/hosttmp\${p#/tmp}" ]; then mkdir -p "$R$p"; else touch "$R$p"; fi && mount -o bind "/hosttmp\${p#/tmp}" "$R$p" || die "cannot bind $p into the guest"
 done
 mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
 

@@ -47,6 +47,12 @@ export interface Profile {
   qemuExtra?: string[];
   /** Module options as `module.param=value` (kernel command-line syntax, read by /init). */
   moduleOptions?: string[];
+  /**
+   * Kernel modules /init loads beyond the sandbox's own (9p, VFIO), e.g. the
+   * guest drivers of devices that keep them; their `depends=` are added, and
+   * names the kernel has built in are skipped.
+   */
+  modules?: string[];
   /** Other kernel command-line words (`hugepages=16`). */
   kernelArgs?: string[];
   /** Environment of the guest command (e.g. `BUN_VFIO_BACKEND`), under the caller's own `env`. */
@@ -93,6 +99,24 @@ export const E1000E: GuestDevice = {
 /** QEMU's educational device (1234:11e8): MSI, DMA engine, 1 MiB BAR0. */
 export const EDU: GuestDevice = { name: "edu", vendor: "1234", device: "11e8", vfio: true, qemu: ["-device", "edu"] };
 
+/** A transitional virtio-net (legacy id 1af4:1000, I/O BAR) on a user-mode netdev that reaches nothing; no option ROM. */
+export const VIRTIO_NET: GuestDevice = {
+  name: "virtio-net",
+  vendor: "1af4",
+  device: "1000",
+  vfio: false,
+  qemu: ["-netdev", "user,id=vn0,restrict=on", "-device", "virtio-net-pci,netdev=vn0,romfile="],
+};
+
+/** A transitional virtio-blk (1af4:1001) on `{tmp}/ext4.img`. */
+export const VIRTIO_BLK: GuestDevice = {
+  name: "virtio-blk",
+  vendor: "1af4",
+  device: "1001",
+  vfio: false,
+  qemu: ["-drive", "if=none,id=vb0,format=raw,file={tmp}/ext4.img", "-device", "virtio-blk-pci,drive=vb0"],
+};
+
 /**
  * What every arm64 profile adds: QEMU's pci-testdev (1b36:0005), not in
  * `devices` (no guest driver claims it and /init leaves it unbound, so it has
@@ -122,13 +146,20 @@ export const PROFILES: Record<string, Profile> = {
   },
   "shared-group": {
     name: "shared-group",
-    description: "edu (vfio-pci) and virtio-rng (virtio-pci) behind one PCIe-to-PCI bridge: one IOMMU group, not viable",
+    description: "edu (vfio-pci) and virtio-rng (virtio-pci) behind one PCIe-to-PCI bridge: one IOMMU group, not viable; " +
+      "plus a virtio-net and a virtio-blk (ext4 image) on their guest drivers, for bind's in-use guards",
     intremap: true,
     qemuExtra: ["-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1", "-device", "pcie-pci-bridge,id=br0,bus=rp0"],
     devices: [
       { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
       { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
+      VIRTIO_NET,
+      VIRTIO_BLK,
     ],
+    // ext4 asks the crypto API for crc32c at mount time (not a depends= of ext4.ko).
+    modules: ["virtio_net", "virtio_blk", "crc32c_generic", "ext4"],
+    // test/vm/shared-group/host.ts makes an ext4 filesystem in it before boot.
+    scratch: { "ext4.img": 16 },
   },
   iommufd: {
     name: "iommufd",

@@ -24,6 +24,7 @@ import * as F from "../uapi/iommufd.ts";
 import type { IovaRange } from "../uapi/structs.ts";
 import { normalizeBdf } from "../host/bdf.ts";
 import { vfioCdevOf } from "../host/cdev.ts";
+import { groupViability, iommuGroupOf } from "../host/groups.ts";
 import { msiIsolationAdvice } from "../host/isolation-advice.ts";
 import type { HostOptions } from "../host/sysfs.ts";
 import { Device, type DeviceHandle } from "../device/device.ts";
@@ -62,6 +63,32 @@ function bindHints(bdf: string, host: HostOptions): Hints {
     EACCES: `${bdf} needs a VF token (options.vfToken) matching the one its PF's user set.`,
     ENODEV: `${bdf} was removed.`,
   };
+}
+
+/**
+ * The cdev bind answers EPERM both without MSI isolation and when the
+ * device's IOMMU group is not viable (another member is on a driver using
+ * the DMA API; measured on 6.12: the same bind succeeds once that member is
+ * unbound). For the second, the error type1 gives (ENOTVIABLE, naming the
+ * blockers) instead of the isolation advice; `undefined` when sysfs shows a
+ * viable group or the error is another.
+ */
+function notViable(err: unknown, bdf: string, cdev: string, host: HostOptions): VfioError | undefined {
+  if (!(err instanceof VfioError) || err.code !== "EPERM") return undefined;
+  let id: number;
+  try {
+    id = iommuGroupOf(bdf, host);
+  } catch {
+    return undefined;
+  }
+  const { viable, blockers } = groupViability(id, host);
+  if (viable) return undefined;
+  const who = blockers.map((b) => `${b.bdf} (driver ${b.driver})`).join(", ");
+  return new VfioError({
+    op: "VFIO_DEVICE_BIND_IOMMUFD", code: "ENOTVIABLE", errno: err.errno, path: cdev, cause: err,
+    detail: `group ${id} is not viable: ${who} is bound to a non-VFIO driver (the kernel answered EPERM)`,
+    hint: `Every device of IOMMU group ${id} must be bound to vfio-pci or unbound: bunx bun-vfio bind <bdf> for each of ${who}.`,
+  });
 }
 
 /**
@@ -288,7 +315,11 @@ export class Iommufd implements DmaSpace, Disposable {
       EBUSY: `${bdf} is open elsewhere.`,
     }), cdev, "device");
     try {
-      this.#bind(fd, bdf, token);
+      try {
+        this.#bind(fd, bdf, token);
+      } catch (err) {
+        throw notViable(err, bdf, cdev, this.#host) ?? err;
+      }
       fd.ioctl("VFIO_DEVICE_ATTACH_IOMMUFD_PT", F.VFIO_DEVICE_ATTACH_IOMMUFD_PT, F.encodeAttachPt(this.ioasId), {
         EINVAL: "The IOMMU cannot serve this device from this IOAS (an incompatible IOMMU, or existing mappings outside the device's reach): use a separate Iommufd.",
         EBUSY: "The device is already attached.",
