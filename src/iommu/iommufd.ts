@@ -24,7 +24,7 @@ import * as F from "../uapi/iommufd.ts";
 import type { IovaRange } from "../uapi/structs.ts";
 import { normalizeBdf } from "../host/bdf.ts";
 import { vfioCdevOf } from "../host/cdev.ts";
-import { groupViability, iommuGroupOf } from "../host/groups.ts";
+import { groupViability, iommuGroupOf, notViableError } from "../host/groups.ts";
 import { msiIsolationAdvice } from "../host/isolation-advice.ts";
 import type { HostOptions } from "../host/sysfs.ts";
 import { Device, type DeviceHandle } from "../device/device.ts";
@@ -81,14 +81,8 @@ function notViable(err: unknown, bdf: string, cdev: string, host: HostOptions): 
   } catch {
     return undefined;
   }
-  const { viable, blockers } = groupViability(id, host);
-  if (viable) return undefined;
-  const who = blockers.map((b) => `${b.bdf} (driver ${b.driver})`).join(", ");
-  return new VfioError({
-    op: "VFIO_DEVICE_BIND_IOMMUFD", code: "ENOTVIABLE", errno: err.errno, path: cdev, cause: err,
-    detail: `group ${id} is not viable: ${who} is bound to a non-VFIO driver (the kernel answered EPERM)`,
-    hint: `Every device of IOMMU group ${id} must be bound to vfio-pci or unbound: bunx bun-vfio bind <bdf> for each of ${who}.`,
-  });
+  if (groupViability(id, host).viable) return undefined;
+  return notViableError("VFIO_DEVICE_BIND_IOMMUFD", cdev, id, host, { errno: err.errno, cause: err, note: " (the kernel answered EPERM)" });
 }
 
 /**
