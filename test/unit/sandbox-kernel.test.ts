@@ -48,8 +48,11 @@ describe("kernel source and cache key", () => {
   });
 
   test("the pinned version when offered, else the archive's candidate, else an error", () => {
-    expect(chooseSourceVersion(madisonVersions(madison))).toBe(PINNED_SOURCE_VERSION);
-    expect(chooseSourceVersion(["6.12.99-1~bpo12+1"])).toBe("6.12.99-1~bpo12+1");
+    expect(chooseSourceVersion(madisonVersions(madison))).toEqual({ version: PINNED_SOURCE_VERSION });
+    const gone = chooseSourceVersion(["6.12.99-1~bpo12+1"]);
+    expect(gone.version).toBe("6.12.99-1~bpo12+1");
+    expect(gone.note).toContain(`pinned kernel source ${SOURCE_PACKAGE} ${PINNED_SOURCE_VERSION} is gone`);
+    expect(gone.note).toContain("candidate 6.12.99-1~bpo12+1");
     expect(() => chooseSourceVersion([])).toThrow(/offers no linux-source-6.12/);
   });
 
