@@ -51,13 +51,16 @@ Examples:
 
 Environment:
   BUN_VFIO_CACHE     cache folder (default $XDG_CACHE_HOME/bun-vfio or ~/.cache/bun-vfio): kernel, initramfs, logs
-  BUN_VFIO_KERNEL    use this vmlinuz instead of Debian's bookworm-backports kernel
-  BUN_VFIO_MODULES   its /lib/modules/<version> folder
+  BUN_VFIO_KERNEL    use this bzImage instead of the sandbox's own kernel build (x86);
+                     "debian": Debian's bookworm-backports linux-image (no iommufd, no no-IOMMU)
+  BUN_VFIO_MODULES   its /lib/modules/<version> folder (leave unset for a kernel with all built in)
   BUN_VFIO_SANDBOX_VERBOSE=1  show the whole guest console
 
 Needs qemu-system-x86_64 (qemu-system-aarch64 for arm64 profiles; none with
 --qemu) and a static /bin/busybox (installed with apt-get when running as
-root on Debian).`;
+root on Debian). The first x86 run builds the guest kernel from Debian's
+linux-source-6.12 (about 5-10 min on 2 cores, then cached in the cache
+folder).`;
 
 const OPTIONS = {
   profile: { type: "string" },

@@ -73,17 +73,19 @@ export function madisonVersions(madison: string): string[] {
 
 /**
  * The source version to build: the pinned one when the archive has it, else
- * the archive's newest (saying so, with both versions).
+ * the archive's newest, with a note naming both versions.
  * @param available versions the archive offers, newest first
  * @throws SandboxError when the archive offers none
  */
-export function chooseSourceVersion(available: readonly string[]): string {
-  if (available.includes(PINNED_SOURCE_VERSION)) return PINNED_SOURCE_VERSION;
+export function chooseSourceVersion(available: readonly string[]): { version: string; note?: string } {
+  if (available.includes(PINNED_SOURCE_VERSION)) return { version: PINNED_SOURCE_VERSION };
   const candidate = available[0];
   if (!candidate) throw new SandboxError(`${KERNEL_SUITE} offers no ${SOURCE_PACKAGE}; ${BUILD_HINT}`);
-  say(`NOTE: the pinned kernel source ${SOURCE_PACKAGE} ${PINNED_SOURCE_VERSION} is gone from ${KERNEL_SUITE}; ` +
-    `building the archive's candidate ${candidate} instead (update PINNED_SOURCE_VERSION in sandbox/kernel-source.ts once it passes the suites)`);
-  return candidate;
+  return {
+    version: candidate,
+    note: `NOTE: the pinned kernel source ${SOURCE_PACKAGE} ${PINNED_SOURCE_VERSION} is gone from ${KERNEL_SUITE}; ` +
+      `building the archive's candidate ${candidate} instead (update PINNED_SOURCE_VERSION in sandbox/kernel-source.ts once it passes the suites)`,
+  };
 }
 
 /**
@@ -98,7 +100,8 @@ export async function ensureKernelSource(): Promise<KernelSource> {
   const what = `fetch the kernel source ${SOURCE_PACKAGE}`;
   const opts = await updatePrivateApt(what, BUILD_HINT);
   const madison = await runTool(["apt-cache", ...opts, "madison", SOURCE_PACKAGE], { timeoutMs: 60_000 });
-  const version = chooseSourceVersion(madisonVersions(madison.stdout));
+  const { version, note } = chooseSourceVersion(madisonVersions(madison.stdout));
+  if (note) say(note);
   const ready = unpackedSource(version);
   if (ready) return ready;
 

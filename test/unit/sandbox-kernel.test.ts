@@ -3,7 +3,10 @@
  * olddefconfig, the source version choice, the cache key.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { kernelFromEnv } from "../../sandbox/kernel.ts";
 import { buildKey } from "../../sandbox/kernel-build.ts";
 import { describeDropped, droppedOptions, FRAGMENT_PATH, parseKconfig } from "../../sandbox/kernel-config.ts";
 import { chooseSourceVersion, madisonVersions, PINNED_SOURCE_VERSION, SOURCE_PACKAGE, versionDirName } from "../../sandbox/kernel-source.ts";
@@ -48,8 +51,11 @@ describe("kernel source and cache key", () => {
   });
 
   test("the pinned version when offered, else the archive's candidate, else an error", () => {
-    expect(chooseSourceVersion(madisonVersions(madison))).toBe(PINNED_SOURCE_VERSION);
-    expect(chooseSourceVersion(["6.12.99-1~bpo12+1"])).toBe("6.12.99-1~bpo12+1");
+    expect(chooseSourceVersion(madisonVersions(madison))).toEqual({ version: PINNED_SOURCE_VERSION });
+    const gone = chooseSourceVersion(["6.12.99-1~bpo12+1"]);
+    expect(gone.version).toBe("6.12.99-1~bpo12+1");
+    expect(gone.note).toContain(`pinned kernel source ${SOURCE_PACKAGE} ${PINNED_SOURCE_VERSION} is gone`);
+    expect(gone.note).toContain("candidate 6.12.99-1~bpo12+1");
     expect(() => chooseSourceVersion([])).toThrow(/offers no linux-source-6.12/);
   });
 
@@ -61,5 +67,44 @@ describe("kernel source and cache key", () => {
     expect(buildKey("6.12.96-1~bpo12+1", "CONFIG_A=y\n", "gcc (Debian 12.2.0-14) 12.2.0")).not.toBe(k);
     expect(buildKey("6.12.95-1~bpo12+1", "CONFIG_A=n\n", "gcc (Debian 12.2.0-14) 12.2.0")).not.toBe(k);
     expect(buildKey("6.12.95-1~bpo12+1", "CONFIG_A=y\n", "gcc (Debian 13.1.0-1) 13.1.0")).not.toBe(k);
+  });
+});
+
+describe("BUN_VFIO_KERNEL", () => {
+  const saved = { k: process.env.BUN_VFIO_KERNEL, m: process.env.BUN_VFIO_MODULES };
+  const restore = (): void => {
+    for (const [name, v] of [["BUN_VFIO_KERNEL", saved.k], ["BUN_VFIO_MODULES", saved.m]] as const) {
+      if (v === undefined) delete process.env[name];
+      else process.env[name] = v;
+    }
+  };
+
+  test("unset or 'debian': no override (the build, or Debian's download, decides)", () => {
+    try {
+      delete process.env.BUN_VFIO_KERNEL;
+      delete process.env.BUN_VFIO_MODULES;
+      expect(kernelFromEnv()).toBeNull();
+      process.env.BUN_VFIO_KERNEL = "debian";
+      expect(kernelFromEnv()).toBeNull();
+    } finally {
+      restore();
+    }
+  });
+
+  test("a bzImage without BUN_VFIO_MODULES is taken as having everything built in; with it, its modules are used", () => {
+    const dir = mkdtempSync(join(tmpdir(), "bun-vfio-kenv-"));
+    try {
+      writeFileSync(join(dir, "bzImage"), "not a real image");
+      process.env.BUN_VFIO_KERNEL = join(dir, "bzImage");
+      delete process.env.BUN_VFIO_MODULES;
+      expect(kernelFromEnv()).toEqual({ version: "bzImage", vmlinuz: join(dir, "bzImage"), modulesDir: "", builtIn: true });
+      process.env.BUN_VFIO_MODULES = dir;
+      expect(kernelFromEnv()).toEqual({ version: expect.any(String), vmlinuz: join(dir, "bzImage"), modulesDir: dir });
+      process.env.BUN_VFIO_MODULES = join(dir, "missing");
+      expect(() => kernelFromEnv()).toThrow(/does not exist/);
+    } finally {
+      restore();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
