@@ -121,8 +121,8 @@ function blockDevice(): string {
   }
 }
 try {
-  say("loading the guest kernel's nvme driver");
-  for (const m of readFileSync(join(MODULES, "order"), "utf8").trim().split("\n")) {
+  say("loading the guest kernel's nvme driver (nothing to load when it is built in)");
+  for (const m of readFileSync(join(MODULES, "order"), "utf8").split("\n").filter((l) => l.trim() !== "")) {
     const args = m === "nvme" ? ["poll_queues=1"] : [];
     const p = Bun.spawnSync([BUSYBOX, "insmod", join(MODULES, `${m}.ko`), ...args], { stderr: "pipe" });
     if (p.exitCode !== 0 && !/exists/i.test(p.stderr.toString())) throw new Error(`insmod ${m}: ${p.stderr.toString().trim()}`);

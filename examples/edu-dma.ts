@@ -9,7 +9,7 @@
  * hand? `bunx bun-vfio sandbox -- bun examples/edu-dma.ts` runs it in a
  * QEMU guest that has one. Registers: QEMU docs/specs/edu.rst.
  */
-import { Container, DmaBuffer, listPciDevices, type Bar } from "bun-vfio";
+import { DmaBuffer, listPciDevices, openVfio, type Bar } from "bun-vfio";
 
 const EDU = { DMA_SRC: 0x80, DMA_DST: 0x88, DMA_COUNT: 0x90, DMA_CMD: 0x98 } as const;
 const CMD_START = 1;
@@ -38,15 +38,14 @@ function dma(bar: Bar, toRam: boolean, busAddress: bigint, length: number): void
   }
 }
 
-using container = Container.open();
-using group = container.addGroup(bdf);
-using dev = group.openPciDevice(bdf);
+using container = openVfio(); // iommufd where the kernel has it, else the type1 container
+using dev = container.openPciDevice(bdf);
 dev.enableMemory();
 dev.enableBusMaster(); // without it the device's DMA never reaches memory
 const bar = dev.bar(0);
 
 // Two buffers, each mapped at its own IOVA below edu's 28-bit limit. They
-// are disposed (IOMMU unmap, then munmap) before the device and group.
+// are disposed (IOMMU unmap, then munmap) before the device and the backend.
 using source = DmaBuffer.allocate(container, LENGTH, { limit: DMA_LIMIT, access: "read-only" });
 using target = DmaBuffer.allocate(container, LENGTH, { limit: DMA_LIMIT });
 console.log(`${bdf}: source at IOVA 0x${source.iova.toString(16)}, target at IOVA 0x${target.iova.toString(16)} (${source.size} bytes each)`);

@@ -8,7 +8,7 @@
  * No edu at hand? `bunx bun-vfio sandbox -- bun examples/edu-interrupts.ts`.
  * Registers: QEMU docs/specs/edu.rst (0x24 status, 0x60 raise, 0x64 acknowledge).
  */
-import { Container, listPciDevices } from "bun-vfio";
+import { listPciDevices, openVfio } from "bun-vfio";
 
 const STATUS = 0x24;
 const RAISE = 0x60;
@@ -20,9 +20,8 @@ if (!bdf) {
   process.exit(1);
 }
 
-using container = Container.open();
-using group = container.addGroup(bdf);
-using dev = group.openPciDevice(bdf);
+using container = openVfio(); // iommufd where the kernel has it, else the type1 container
+using dev = container.openPciDevice(bdf);
 dev.enableMemory();
 dev.enableBusMaster(); // an MSI is a memory write by the device: no bus mastering, no interrupts
 const bar = dev.bar(0);

@@ -9,7 +9,7 @@
  * Try it with no hardware at all: bunx bun-vfio sandbox (its default command).
  * Register layout: NVM Express Base Specification 1.4, section 3.1.
  */
-import { Container, DmaBuffer, listPciDevices, type Bar } from "bun-vfio";
+import { DmaBuffer, listPciDevices, openVfio, type Bar } from "bun-vfio";
 
 const REG = { CAP: 0x00, VS: 0x08, CC: 0x14, CSTS: 0x1c, AQA: 0x24, ASQ: 0x28, ACQ: 0x30 } as const;
 const QUEUE_ENTRIES = 16;
@@ -26,9 +26,8 @@ async function waitFor(what: string, ms: number, cond: () => boolean): Promise<v
   for (const end = Date.now() + ms; !cond(); await new Promise((r) => setTimeout(r, 1))) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
 }
 
-using container = Container.open();
-using group = container.addGroup(bdf);
-using dev = group.openPciDevice(bdf);
+using container = openVfio(); // iommufd where the kernel has it, else the type1 container
+using dev = container.openPciDevice(bdf);
 dev.enableMemory();
 dev.enableBusMaster();
 const bar: Bar = dev.bar(0);

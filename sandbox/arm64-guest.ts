@@ -1,12 +1,13 @@
 /**
  * What the arm64 guest boots and runs, fetched once into `<cache>/arm64`:
  * Debian trixie's arm64 kernel (4 KiB or 16 KiB pages) with its modules,
- * busybox-static and glibc for arm64, and Bun for aarch64 from the npm
+ * busybox-static, glibc, util-linux's prlimit/setpriv and pciutils' lspci
+ * (with pci.ids) for arm64, and Bun for aarch64 from the npm
  * registry at the host Bun's version. The x86 trick of chrooting into the
  * host's root cannot work for another architecture, so the guest gets a small
  * root of its own and sees the project over 9p.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { arm64CacheDir, downloadAndUnpack, resolveKernelPackage } from "./debian-arm64.ts";
 import type { GuestKernel } from "./kernel.ts";
@@ -59,10 +60,12 @@ export interface Arm64Userland {
   busybox: string;
   /** Unpacked libc6:arm64 (holds `usr/lib/aarch64-linux-gnu` and `usr/lib/ld-linux-aarch64.so.1`). */
   libc: string;
-  /** More unpacked packages whose `usr/lib/aarch64-linux-gnu/*.so*` go in (prlimit's and setpriv's libraries). */
+  /** More unpacked packages whose `usr/lib/aarch64-linux-gnu/*.so*` go in (the libraries of the binaries below). */
   libs: string[];
-  /** Binaries copied to `usr/bin` (util-linux's prlimit and setpriv, which the memlock test runs). */
+  /** Binaries copied to `usr/bin` (util-linux's prlimit and setpriv for the memlock test, pciutils' lspci for the CLI tests). */
   bins: string[];
+  /** Data files: host path and the path in the guest's root (pci.ids, read by lspci and by bun-vfio's names). */
+  files: { src: string; path: string }[];
 }
 
 async function ensurePackage(pkg: string, probe: string): Promise<string> {
@@ -74,13 +77,35 @@ async function ensurePackage(pkg: string, probe: string): Promise<string> {
   return dest;
 }
 
-/** busybox-static and libc6 for arm64, downloaded once. */
+const LIBS = "usr/lib/aarch64-linux-gnu";
+
+/**
+ * Library packages the guest's extra binaries link against (trixie's
+ * `Depends:`): util-linux needs libsmartcols1 and libcap-ng0; pciutils needs
+ * libpci3 and libkmod2, which pull in libudev1 (libcap2), zlib1g and
+ * libssl3t64 (libkmod's libcrypto, which needs libzstd1).
+ */
+const LIB_PACKAGES = ["libsmartcols1", "libcap-ng0", "libpci3", "libkmod2", "libudev1", "libcap2", "zlib1g", "libssl3t64", "libzstd1"];
+
+/** Where Debian's `pci.ids` package puts the database (the first place lspci and bun-vfio look). */
+export const PCI_IDS_PATH = "usr/share/misc/pci.ids";
+
+/** busybox-static, libc6, util-linux's prlimit/setpriv, pciutils' lspci with its libraries and pci.ids for arm64, downloaded once. */
 export async function ensureArm64Userland(): Promise<Arm64Userland> {
   const bb = await ensurePackage("busybox-static", "usr/bin/busybox");
-  const libc = await ensurePackage("libc6", "usr/lib/aarch64-linux-gnu/libc.so.6");
+  const libc = await ensurePackage("libc6", `${LIBS}/libc.so.6`);
   const ul = await ensurePackage("util-linux", "usr/bin/prlimit");
-  const libs = [await ensurePackage("libsmartcols1", "usr/lib/aarch64-linux-gnu"), await ensurePackage("libcap-ng0", "usr/lib/aarch64-linux-gnu")];
-  return { busybox: join(bb, "usr", "bin", "busybox"), libc, libs, bins: [join(ul, "usr/bin/prlimit"), join(ul, "usr/bin/setpriv")] };
+  const pciutils = await ensurePackage("pciutils", "usr/bin/lspci");
+  const ids = await ensurePackage("pci.ids", PCI_IDS_PATH);
+  const libs: string[] = [];
+  for (const pkg of LIB_PACKAGES) libs.push(await ensurePackage(pkg, LIBS));
+  return {
+    busybox: join(bb, "usr", "bin", "busybox"),
+    libc,
+    libs,
+    bins: [join(ul, "usr/bin/prlimit"), join(ul, "usr/bin/setpriv"), join(pciutils, "usr/bin/lspci")],
+    files: [{ src: realpathSync(join(ids, PCI_IDS_PATH)), path: PCI_IDS_PATH }],
+  };
 }
 
 /** The npm package holding Bun for Linux on aarch64 (glibc). */

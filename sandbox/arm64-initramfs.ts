@@ -1,7 +1,9 @@
 /**
  * The arm64 guest's initramfs, which is also its root: static arm64 busybox,
- * glibc's shared objects (for Bun, which is linked against glibc), /init in
- * its own-root form, and the kernel's modules in load order. Bun itself stays
+ * glibc's shared objects (for Bun, which is linked against glibc), a few
+ * dynamically linked tools (prlimit, setpriv, lspci) with their libraries,
+ * pci.ids, /init in its own-root form, and the kernel's modules in load
+ * order. Bun itself stays
  * in the cache and is reached over 9p (90 MB unpacked under TCG at every
  * boot would cost more than reading the pages Bun touches).
  */
@@ -28,6 +30,12 @@ function glibcEntries(libc: string): CpioEntry[] {
       : { path: `${LIB_DIR}/${e.name}`, mode: S_IFREG | 0o755, data: readFileSync(join(src, e.name)) });
 }
 
+/** The folders above a relative path that the fixed folder list lacks, outermost first: `usr/share/misc/x` gives `usr/share`, `usr/share/misc`. */
+function parents(path: string): string[] {
+  const parts = path.split("/").slice(0, -1);
+  return parts.map((_, i) => parts.slice(0, i + 1).join("/")).filter((d) => d !== "usr");
+}
+
 /**
  * Path of the arm64 initramfs for `kernel`, built when the cache has none
  * for the same inputs (init script, module list, kernel, busybox, glibc).
@@ -39,7 +47,7 @@ export async function ensureArm64Initramfs(kernel: GuestKernel, userland: Arm64U
   const script = initScript({ ownRoot: true });
   const bb = statSync(userland.busybox);
   const libc = statSync(join(userland.libc, LIB_DIR, "libc.so.6"));
-  const key = Bun.hash(JSON.stringify([script, GUEST_MODULES, kernel.version, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs, libc.size, libc.mtimeMs, userland.libs, userland.bins])).toString(16);
+  const key = Bun.hash(JSON.stringify([script, GUEST_MODULES, kernel.version, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs, libc.size, libc.mtimeMs, userland.libs, userland.bins, userland.files.map((f) => [f.path, statSync(f.src).size, statSync(f.src).mtimeMs])])).toString(16);
   const dir = join(arm64CacheDir(), "initramfs");
   const path = join(dir, `${kernel.version}-${key}.cpio.gz`);
   if (existsSync(path)) return path;
@@ -61,6 +69,8 @@ export async function ensureArm64Initramfs(kernel: GuestKernel, userland: Arm64U
     ...userland.libs.flatMap(glibcEntries),
     { path: "usr/bin", mode: S_IFDIR | 0o755 },
     ...userland.bins.map((b) => ({ path: `usr/bin/${basename(b)}`, mode: S_IFREG | 0o755, data: readFileSync(b) })),
+    ...[...new Set(userland.files.flatMap((f) => parents(f.path)))].map((d) => ({ path: d, mode: S_IFDIR | 0o755 })),
+    ...userland.files.map((f) => ({ path: f.path, mode: S_IFREG | 0o644, data: readFileSync(f.src) })),
     ...modules.map((m) => ({ path: `usr/lib/modules/${m.name}.ko`, mode: S_IFREG | 0o644, data: m.data })),
     { path: "usr/lib/modules/order", mode: S_IFREG | 0o644, data: `${modules.map((m) => m.name).join("\n")}\n` },
   ];

@@ -3,7 +3,7 @@
  * devices are bound to vfio-pci; your own device models with `--device`
  * and `--bind`, or a profile file.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { composeProfile, profileJson, resolveProfile } from "./custom-profile.ts";
@@ -32,7 +32,7 @@ Options:
   --object ARGS      add a QEMU -object (repeatable), e.g. memory-backend-ram,id=m0,size=1M
   --bind VENDOR:DEV  bind the guest's devices with these ids to vfio-pci (repeatable)
   --bare             leave out the profile's own devices (keep its IOMMU setup)
-  --qemu PATH        use this qemu-system-x86_64 (your own build)
+  --qemu PATH        use this QEMU (your own build; qemu-system-aarch64 for arm64 profiles); none needed on PATH
   --write-profile FILE.json  save the resulting profile for reuse with --profile FILE.json
   --timeout SECONDS  time the command may run (default 1200)
   --list-profiles    print the profiles and exit
@@ -51,12 +51,16 @@ Examples:
 
 Environment:
   BUN_VFIO_CACHE     cache folder (default $XDG_CACHE_HOME/bun-vfio or ~/.cache/bun-vfio): kernel, initramfs, logs
-  BUN_VFIO_KERNEL    use this vmlinuz instead of Debian's bookworm-backports kernel
-  BUN_VFIO_MODULES   its /lib/modules/<version> folder
+  BUN_VFIO_KERNEL    use this bzImage instead of the sandbox's own kernel build (x86);
+                     "debian": Debian's bookworm-backports linux-image (no iommufd, no no-IOMMU)
+  BUN_VFIO_MODULES   its /lib/modules/<version> folder (leave unset for a kernel with all built in)
   BUN_VFIO_SANDBOX_VERBOSE=1  show the whole guest console
 
-Needs qemu-system-x86_64 and a static /bin/busybox (installed with apt-get
-when running as root on Debian).`;
+Needs qemu-system-x86_64 (qemu-system-aarch64 for arm64 profiles; none with
+--qemu) and a static /bin/busybox (installed with apt-get when running as
+root on Debian). The first x86 run builds the guest kernel from Debian's
+linux-source-6.12 (about 5-10 min on 2 cores, then cached in the cache
+folder).`;
 
 const OPTIONS = {
   profile: { type: "string" },
@@ -127,7 +131,6 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
     timeoutMs = v * 1000;
   }
   try {
-    if (values.qemu !== undefined && !existsSync(values.qemu)) throw new SandboxError(`--qemu ${values.qemu}: no such file`);
     const base = resolveProfile(values.profile ?? DEFAULT_PROFILE);
     const profile = composeProfile(base, {
       devices: values.device ?? [],

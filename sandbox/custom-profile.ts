@@ -64,8 +64,9 @@ function strings(path: string, key: string, v: unknown): string[] | undefined {
 
 /**
  * Reads a profile file: a JSON object with the {@link Profile} fields
- * (`name`, `description`, `intremap`, `devices` [{ name, vendor, device,
- * vfio, qemu }], `qemuExtra`, `moduleOptions`, `scratch`), optionally
+ * (`name`, `description`, `intremap`, `iommu`, `devices` [{ name, vendor,
+ * device, vfio, qemu }], `qemuExtra`, `moduleOptions`, `kernelArgs`,
+ * `guestEnv`, `scratch`), optionally
  * `"base": "<profile>"` whose fields fill in what the file leaves out.
  * @throws SandboxError naming the file and the field that is wrong
  */
@@ -88,7 +89,13 @@ export function loadProfileFile(path: string): Profile {
   });
   const intremap = doc.intremap ?? base?.intremap ?? true;
   if (typeof intremap !== "boolean") fail(path, `"intremap" must be true or false`);
+  const iommu = doc.iommu ?? base?.iommu;
+  if (iommu !== undefined && iommu !== "intel" && iommu !== "none") fail(path, `"iommu" must be "intel" or "none"`);
+  const guestEnv = doc.guestEnv ?? base?.guestEnv;
+  if (guestEnv !== undefined && (typeof guestEnv !== "object" || guestEnv === null || Object.values(guestEnv).some((v) => typeof v !== "string"))) fail(path, `"guestEnv" must map variable names to strings`);
+  const kernelArgs = strings(path, "kernelArgs", doc.kernelArgs) ?? base?.kernelArgs;
   const scratch = doc.scratch ?? base?.scratch;
+  const modules = strings(path, "modules", doc.modules) ?? base?.modules;
   if (scratch !== undefined && (typeof scratch !== "object" || Object.values(scratch as object).some((v) => typeof v !== "number"))) fail(path, `"scratch" must map file names to sizes in MiB`);
   return {
     name: typeof doc.name === "string" ? doc.name : "custom",
@@ -97,6 +104,10 @@ export function loadProfileFile(path: string): Profile {
     devices,
     qemuExtra: strings(path, "qemuExtra", doc.qemuExtra) ?? base?.qemuExtra ?? [],
     moduleOptions: strings(path, "moduleOptions", doc.moduleOptions) ?? base?.moduleOptions ?? [],
+    ...(modules ? { modules } : {}),
+    ...(kernelArgs ? { kernelArgs } : {}),
+    ...(iommu ? { iommu: iommu as "intel" | "none" } : {}),
+    ...(guestEnv ? { guestEnv: guestEnv as Record<string, string> } : {}),
     ...(scratch ? { scratch: scratch as Record<string, number> } : {}),
   };
 }
@@ -110,6 +121,9 @@ export function resolveProfile(nameOrFile: string): Profile {
 
 /** The profile as the JSON a file would hold (what `--write-profile` saves). */
 export function profileJson(p: Profile): string {
-  const { name, description, intremap, devices, qemuExtra, moduleOptions, scratch } = p;
-  return JSON.stringify({ name, description, intremap, devices, qemuExtra: qemuExtra ?? [], moduleOptions: moduleOptions ?? [], ...(scratch ? { scratch } : {}) }, null, 2) + "\n";
+  const { name, description, intremap, iommu, devices, qemuExtra, moduleOptions, modules, kernelArgs, guestEnv, scratch } = p;
+  return JSON.stringify({
+    name, description, intremap, ...(iommu ? { iommu } : {}), devices, qemuExtra: qemuExtra ?? [], moduleOptions: moduleOptions ?? [],
+    ...(modules?.length ? { modules } : {}), ...(kernelArgs ? { kernelArgs } : {}), ...(guestEnv ? { guestEnv } : {}), ...(scratch ? { scratch } : {}),
+  }, null, 2) + "\n";
 }

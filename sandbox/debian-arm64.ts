@@ -62,7 +62,7 @@ export async function arm64Apt(): Promise<string[]> {
   for (const f of readdirSync(join(dir, "parts"))) rmSync(join(dir, "parts", f));
   writeFileSync(join(dir, "parts", source.fileName), source.text);
   writeFileSync(join(dir, "apt.conf"), ARM64_APT_CONF);
-  const lists = readdirSync(join(dir, "lists")).filter((f) => f.endsWith("_Packages"));
+  const lists = readdirSync(join(dir, "lists")).filter((f) => /_Packages(\.\w+)?$/.test(f)); // apt may keep them compressed (`_Packages.lz4`)
   const fresh = lists.length > 0 && lists.every((f) => Date.now() - statSync(join(dir, "lists", f)).mtimeMs < LISTS_MAX_AGE_MS);
   if (!fresh) {
     say(`updating the private ${ARM64_SUITE} arm64 package list (source derived from ${source.from})`);

@@ -59,9 +59,11 @@ for id in $BIND; do
       old=$(readlink $dev/driver); echo $bdf > $dev/driver/unbind || die "cannot unbind $bdf from \${old##*/}"
     fi
     echo $bdf > /sys/bus/pci/drivers_probe
-    drv=$(readlink $dev/driver); grp=$(readlink $dev/iommu_group)
+    drv=$(readlink $dev/driver); grp=$(readlink $dev/iommu_group); grp=\${grp##*/}
     [ "\${drv##*/}" = vfio-pci ] || die "$bdf ($id) did not bind to vfio-pci (driver: \${drv##*/})"
-    say "$bdf ($id) bound to vfio-pci, iommu group \${grp##*/}"
+    # vfio's no-IOMMU mode gives each device a fake group whose node is /dev/vfio/noiommu-N.
+    [ -e /dev/vfio/noiommu-$grp ] && grp="$grp (no-IOMMU, /dev/vfio/noiommu-$grp)"
+    say "$bdf ($id) bound to vfio-pci, iommu group \${grp:-none}"
   done
   [ $found = 1 ] || die "no PCI device $id in the guest"
 done
@@ -82,13 +84,16 @@ sleep 30
 /** x86: the chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share. */
 const CHROOT = `# The chroot: host / read-only, writable /tmp, the guest's /proc /sys /dev, results share.
 mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm
+# Huge pages (reserved with hugepages=N on the command line) for DMA buffers, where systemd would mount them.
+if grep -qw hugetlbfs /proc/filesystems; then mkdir -p /dev/hugepages && mount -t hugetlbfs hugetlbfs /dev/hugepages || die "cannot mount hugetlbfs"; fi
 # Host folders under /tmp the command needs (its directory, Bun, the package, its arguments): bound over the tmpfs.
 [ -n "$TMPBINDS" ] && { mkdir -p /hosttmp && mount -o bind $R/tmp /hosttmp; }
 mount -t tmpfs -o mode=1777 tmp $R/tmp || die "cannot mount tmpfs on /tmp"
 mount -o bind /proc $R/proc && mount -o bind /sys $R/sys && mount -o rbind /dev $R/dev || die "cannot bind /proc /sys /dev"
 for p in $TMPBINDS; do
   [ -e "/hosttmp\${p#/tmp}" ] || die "$p (needed by the command) does not exist on the host"
-  mkdir -p "$R$p" && mount -o bind "/hosttmp\${p#/tmp}" "$R$p" || die "cannot bind $p into the guest"
+  # A file directly in /tmp (bun /tmp/x.ts) needs a file to bind onto, a folder a folder.
+  if [ -d "/hosttmp\${p#/tmp}" ]; then mkdir -p "$R$p"; else touch "$R$p"; fi && mount -o bind "/hosttmp\${p#/tmp}" "$R$p" || die "cannot bind $p into the guest"
 done
 mkdir -p $R$RESULTS && mount -o bind /share/${SHARE_OUT} $R$RESULTS || die "cannot bind the results share"
 

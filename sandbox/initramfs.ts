@@ -15,22 +15,30 @@ import { xzDecompressCommand } from "./tools.ts";
 
 /**
  * Path of an initramfs for `kernel`, building it when the cache has none
- * for the same inputs (init script, module list, kernel, busybox).
+ * for the same inputs (init script, module list, kernel, busybox). The
+ * modules the kernel has built in are left out (none, for the sandbox's own).
+ * One image is kept per module list (profiles that load extra modules have
+ * their own, unless the kernel has everything built in).
  * @param kernel the guest kernel whose modules go in
  * @param busybox path of a static busybox
+ * @param extraModules modules beyond {@link GUEST_MODULES} (a profile's `modules`)
  */
-export async function ensureInitramfs(kernel: GuestKernel, busybox: string): Promise<string> {
+export async function ensureInitramfs(kernel: GuestKernel, busybox: string, extraModules: readonly string[] = []): Promise<string> {
   const script = initScript();
   const bb = statSync(busybox);
+  // A kernel with everything built in (the sandbox's own) gets an empty load order.
+  const extra = kernel.builtIn ? [] : extraModules;
+  const wanted = kernel.builtIn ? [] : [...GUEST_MODULES, ...extra];
   const key = Bun.hash(
-    JSON.stringify([script, GUEST_MODULES, kernel.version, kernel.modulesDir, statSync(kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs]),
+    JSON.stringify([script, wanted, kernel.version, kernel.vmlinuz, statSync(kernel.builtIn ? kernel.vmlinuz : kernel.modulesDir).mtimeMs, bb.size, bb.mtimeMs]),
   ).toString(16);
   const dir = join(cacheDir(), "initramfs");
-  const path = join(dir, `${kernel.version}-${key}.cpio.gz`);
+  const set = extra.length ? `plus-${Bun.hash(extra.join(",")).toString(16)}` : "base";
+  const path = join(dir, `${kernel.version}-${set}-${key}.cpio.gz`);
   if (existsSync(path)) return path;
 
   say(`building initramfs for ${kernel.version}`);
-  const modules = await resolveModules(kernel.modulesDir, xzDecompressCommand(busybox));
+  const modules = wanted.length ? await resolveModules(kernel.modulesDir, xzDecompressCommand(busybox), wanted) : [];
   const dirs = ["bin", "dev", "proc", "sys", "root", "share", "lib", "lib/modules"];
   const entries: CpioEntry[] = [
     ...dirs.map((d) => ({ path: d, mode: S_IFDIR | 0o755 })),
@@ -42,7 +50,10 @@ export async function ensureInitramfs(kernel: GuestKernel, busybox: string): Pro
   ];
   const gz = Bun.gzipSync(buildCpio(entries), { level: 1 });
   mkdirSync(dir, { recursive: true });
-  for (const old of readdirSync(dir)) if (old.endsWith(".cpio.gz")) rmSync(join(dir, old), { force: true });
+  // Stale images: another kernel, or this module list built from older inputs.
+  for (const old of readdirSync(dir)) {
+    if (old.endsWith(".cpio.gz") && (!old.startsWith(`${kernel.version}-`) || old.startsWith(`${kernel.version}-${set}-`))) rmSync(join(dir, old), { force: true });
+  }
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, gz);
   renameSync(tmp, path);

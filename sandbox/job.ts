@@ -60,7 +60,8 @@ export function jobScript(profile: Profile, cwd: string, command: readonly strin
  * The environment of the guest command: PATH with the host's Bun folder and
  * the project's `node_modules/.bin`, HOME and TMPDIR on the guest's tmpfs,
  * `BUN_VFIO_PROFILE`, `BUN_VFIO_SANDBOX=1`, `BUN_VFIO_RESULTS`, `CI` and
- * colour settings passed through, then the caller's `env`.
+ * colour settings passed through, then the profile's `guestEnv`, then the
+ * caller's `env`.
  */
 export function guestEnv(spec: CommandSpec): Record<string, string> {
   // The project's node_modules/.bin holds the host's Bun: on arm64 the guest's own comes first.
@@ -79,7 +80,7 @@ export function guestEnv(spec: CommandSpec): Record<string, string> {
   };
   for (const k of ["CI", "NO_COLOR", "FORCE_COLOR"]) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   if (!process.stdout.isTTY && env.FORCE_COLOR === undefined) env.NO_COLOR = "1";
-  return { ...env, ...(spec.env ?? {}) };
+  return { ...env, ...(spec.profile.guestEnv ?? {}), ...(spec.env ?? {}) };
 }
 
 /** `ctl/cmd.sh`: cd, export the environment, exec the command. */

@@ -37,6 +37,8 @@ export interface Profile {
   description: string;
   /** x86 only: QEMU intel-iommu `intremap`, interrupt remapping on or off. */
   intremap?: boolean;
+  /** x86 only: `none` gives the guest no IOMMU at all (no intel-iommu device, no `intel_iommu=on`); default `intel`. */
+  iommu?: "intel" | "none";
   /** Set for arm64 guests (see {@link Arm64Platform}). */
   arm64?: Arm64Platform;
   /** Devices, in QEMU command-line order. */
@@ -45,6 +47,16 @@ export interface Profile {
   qemuExtra?: string[];
   /** Module options as `module.param=value` (kernel command-line syntax, read by /init). */
   moduleOptions?: string[];
+  /**
+   * Kernel modules /init loads beyond the sandbox's own (9p, VFIO), e.g. the
+   * guest drivers of devices that keep them; their `depends=` are added, and
+   * names the kernel has built in are skipped.
+   */
+  modules?: string[];
+  /** Other kernel command-line words (`hugepages=16`). */
+  kernelArgs?: string[];
+  /** Environment of the guest command (e.g. `BUN_VFIO_BACKEND`), under the caller's own `env`. */
+  guestEnv?: Record<string, string>;
   /** Sparse scratch files created in `{tmp}` before boot: name to size in MiB. */
   scratch?: Record<string, number>;
   /** Guest test folders beyond `test/vm/common` and `test/vm/<name>`. */
@@ -87,6 +99,24 @@ export const E1000E: GuestDevice = {
 /** QEMU's educational device (1234:11e8): MSI, DMA engine, 1 MiB BAR0. */
 export const EDU: GuestDevice = { name: "edu", vendor: "1234", device: "11e8", vfio: true, qemu: ["-device", "edu"] };
 
+/** A transitional virtio-net (legacy id 1af4:1000, I/O BAR) on a user-mode netdev that reaches nothing; no option ROM. */
+export const VIRTIO_NET: GuestDevice = {
+  name: "virtio-net",
+  vendor: "1af4",
+  device: "1000",
+  vfio: false,
+  qemu: ["-netdev", "user,id=vn0,restrict=on", "-device", "virtio-net-pci,netdev=vn0,romfile="],
+};
+
+/** A transitional virtio-blk (1af4:1001) on `{tmp}/ext4.img`. */
+export const VIRTIO_BLK: GuestDevice = {
+  name: "virtio-blk",
+  vendor: "1af4",
+  device: "1001",
+  vfio: false,
+  qemu: ["-drive", "if=none,id=vb0,format=raw,file={tmp}/ext4.img", "-device", "virtio-blk-pci,drive=vb0"],
+};
+
 /**
  * What every arm64 profile adds: QEMU's pci-testdev (1b36:0005), not in
  * `devices` (no guest driver claims it and /init leaves it unbound, so it has
@@ -100,10 +130,11 @@ const ARM64_COMMON = {
 export const PROFILES: Record<string, Profile> = {
   remap: {
     name: "remap",
-    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci",
+    description: "intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci (the suites on the type1 container; profile iommufd runs them on iommufd)",
     intremap: true,
     devices: [NVME, E1000E, EDU],
     scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "type1" },
   },
   "no-remap": {
     name: "no-remap",
@@ -115,13 +146,43 @@ export const PROFILES: Record<string, Profile> = {
   },
   "shared-group": {
     name: "shared-group",
-    description: "edu (vfio-pci) and virtio-rng (virtio-pci) behind one PCIe-to-PCI bridge: one IOMMU group, not viable",
+    description: "edu (vfio-pci) and virtio-rng (virtio-pci) behind one PCIe-to-PCI bridge: one IOMMU group, not viable; " +
+      "plus a virtio-net and a virtio-blk (ext4 image) on their guest drivers, for bind's in-use guards",
     intremap: true,
     qemuExtra: ["-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1", "-device", "pcie-pci-bridge,id=br0,bus=rp0"],
     devices: [
       { ...EDU, qemu: ["-device", "edu,bus=br0,addr=1"] },
       { name: "virtio-rng", vendor: "1af4", device: "1005", vfio: false, qemu: ["-device", "virtio-rng-pci,bus=br0,addr=2"] },
+      VIRTIO_NET,
+      VIRTIO_BLK,
     ],
+    // ext4 asks the crypto API for crc32c at mount time (not a depends= of ext4.ko).
+    modules: ["virtio_net", "virtio_blk", "crc32c_generic", "ext4"],
+    // test/vm/shared-group/host.ts makes an ext4 filesystem in it before boot.
+    scratch: { "ext4.img": 16 },
+  },
+  iommufd: {
+    name: "iommufd",
+    description: "remap's guest (intel-iommu with interrupt remapping; nvme, e1000e, edu on vfio-pci), the library on iommufd and the VFIO cdev",
+    intremap: true,
+    devices: [NVME, E1000E, EDU],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "iommufd" },
+    // The remap suites that open devices through the run's backend (test/vm/backend.ts); the type1-only ones
+    // (core, leaks, bad-inputs) and the backend-neutral CLI ones run in remap.
+    extraTestDirs: ["test/vm/remap/bar.test.ts", "test/vm/remap/dma.test.ts", "test/vm/remap/irq.test.ts", "test/vm/remap/safety.test.ts",
+      "test/vm/remap/examples.test.ts", "test/vm/remap/readme.test.ts"],
+  },
+  noiommu: {
+    name: "noiommu",
+    description: "no IOMMU at all, vfio's unsafe no-IOMMU mode (/dev/vfio/noiommu-N); nvme and edu on vfio-pci; 16 huge pages of 2 MiB",
+    iommu: "none",
+    // edu's default dma_mask is 28 bits; without an IOMMU its buffers sit wherever the huge pages are, so let it reach all of RAM
+    devices: [NVME, { ...EDU, qemu: ["-device", "edu,dma_mask=0xffffffffffffffff"] }],
+    moduleOptions: ["vfio.enable_unsafe_noiommu_mode=1"],
+    kernelArgs: ["hugepagesz=2M", "hugepages=16"],
+    scratch: { "nvme0.img": 64 },
+    guestEnv: { BUN_VFIO_BACKEND: "noiommu" },
   },
   nvme: {
     name: "nvme",
@@ -140,8 +201,12 @@ export const PROFILES: Record<string, Profile> = {
       "-device", "pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1",
       "-drive", "if=none,id=nvmhp,format=raw,file={tmp}/nvme-hp.img",
       "-device", "nvme,serial=bunvfiohp,drive=nvmhp,bus=rp1,id=nvme-hp",
+      // a second one (slot 2) for the same unplug over iommufd
+      "-device", "pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2",
+      "-drive", "if=none,id=nvmhp2,format=raw,file={tmp}/nvme-hp2.img",
+      "-device", "nvme,serial=bunvfiohp2,drive=nvmhp2,bus=rp2,id=nvme-hp2",
     ],
-    scratch: { "nvme-hp.img": 16 },
+    scratch: { "nvme-hp.img": 16, "nvme-hp2.img": 16 },
     monitor: true,
   },
   arm64: {

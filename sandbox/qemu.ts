@@ -27,13 +27,14 @@ export interface QemuInputs {
   qmpSocket?: string;
 }
 
-/** Kernel command line: serial console, intel-iommu (x86), panic = exit, and the profile's module options. */
+/** Kernel command line: serial console, intel-iommu (x86, unless the profile has no IOMMU), panic = exit, the profile's kernel arguments and module options. */
 export function kernelCmdline(p: Profile, verbose: boolean): string {
   return [
-    ...(p.arm64 ? ["console=ttyAMA0"] : ["console=ttyS0", "intel_iommu=on"]),
+    ...(p.arm64 ? ["console=ttyAMA0"] : ["console=ttyS0", ...(p.iommu === "none" ? [] : ["intel_iommu=on"])]),
     "panic=-1",
     "rdinit=/init",
     ...(verbose ? [] : ["loglevel=4"]),
+    ...(p.kernelArgs ?? []),
     ...(p.moduleOptions ?? []),
   ].join(" ");
 }
@@ -57,7 +58,7 @@ export function qemuArgs(p: Profile, i: QemuInputs): string[] {
     "-smp", String(i.cpus ?? 2),
     "-m", String(i.memoryMiB ?? 2048),
     "-no-reboot",
-    "-device", `intel-iommu,intremap=${p.intremap ? "on" : "off"},caching-mode=on`,
+    ...(p.iommu === "none" ? [] : ["-device", `intel-iommu,intremap=${p.intremap ? "on" : "off"},caching-mode=on`]),
     "-kernel", i.vmlinuz,
     "-initrd", i.initramfs,
     "-append", kernelCmdline(p, i.verbose),

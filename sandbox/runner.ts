@@ -48,7 +48,7 @@ export interface RunOptions {
   beforeBoot?: (scratchDir: string) => void | Promise<void>;
   /** Runs on the host after QEMU exited, before `scratchDir` is removed: check a disk image; `resultsDir` holds what the command wrote to `$BUN_VFIO_RESULTS`. Not called after Ctrl-C. */
   afterExit?: (scratchDir: string, resultsDir: string) => void | Promise<void>;
-  /** A `qemu-system-x86_64` to use instead of the one on PATH (e.g. your own build). */
+  /** A QEMU binary to use instead of the one on PATH (your own build): `qemu-system-x86_64`, or `-aarch64` for arm64 profiles. PATH then needs no QEMU. */
   qemu?: string;
 }
 
@@ -109,7 +109,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
   const verbose = opts.verbose ?? process.env.BUN_VFIO_SANDBOX_VERBOSE === "1";
   const onOutput = opts.onOutput ?? ((line: string) => void process.stdout.write(`${line}\n`));
 
-  const guest = await prepareGuest(profile);
+  const guest = await prepareGuest(profile, opts.qemu);
   const { tools, kernel, initramfs } = guest;
 
   const logs = logDir();
@@ -134,7 +134,7 @@ export async function runGuest(opts: RunOptions): Promise<GuestResult> {
     }
     await opts.beforeBoot?.(tmp);
     const qmpSocket = profile.monitor ? join(tmp, "qmp.sock") : undefined;
-    const argv = qemuArgs(profile, { qemu: opts.qemu ?? tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
+    const argv = qemuArgs(profile, { qemu: tools.qemu, vmlinuz: kernel.vmlinuz, initramfs, shareDir: share, tmpDir: tmp, verbose, qmpSocket });
     const bootOpts: BootOptions = {
       monitor: qmpSocket ? { socket: qmpSocket, outDir: join(share, SHARE_OUT) } : undefined,
       consoleLog,
@@ -199,18 +199,19 @@ interface PreparedGuest {
 }
 
 /**
- * Fetch (or find in the cache) what the profile's guest needs. x86: QEMU,
+ * Fetch (or find in the cache) what the profile's guest needs. x86: QEMU
+ * (the caller's `qemu`, else the one on PATH),
  * Debian's bookworm-backports kernel, a busybox initramfs for the chroot.
  * arm64: qemu-system-aarch64, Debian trixie's arm64 kernel of the profile's
  * page size, busybox and glibc for arm64, Bun for aarch64 from npm.
  */
-async function prepareGuest(profile: Profile): Promise<PreparedGuest> {
+async function prepareGuest(profile: Profile, qemu: string | undefined): Promise<PreparedGuest> {
   if (!profile.arm64) {
-    const tools = await ensureHostTools();
+    const tools = await ensureHostTools("x86_64", qemu);
     const kernel = await ensureKernel();
-    return { tools, kernel, initramfs: await ensureInitramfs(kernel, tools.busybox) };
+    return { tools, kernel, initramfs: await ensureInitramfs(kernel, tools.busybox, profile.modules) };
   }
-  const tools = await ensureHostTools("arm64");
+  const tools = await ensureHostTools("arm64", qemu);
   const kernel = await ensureArm64Kernel(profile.arm64.pageKiB);
   const userland = await ensureArm64Userland();
   const hostBun = await ensureGuestBun();

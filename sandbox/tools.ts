@@ -2,7 +2,7 @@
  * Host tools the sandbox needs: QEMU and a static busybox (copied into the
  * guest's initramfs). Installs them with apt when that is possible.
  */
-import { existsSync, openSync, readSync, closeSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from "node:fs";
 import { SandboxError, say } from "./log.ts";
 
 /** Debian packages providing the host tools. */
@@ -55,8 +55,8 @@ export function isStaticElf(path: string): boolean {
   }
 }
 
-function findTools(arch: GuestArch): { qemu: string | null; busybox: string | null } {
-  const qemu = Bun.which(QEMU_FOR[arch].binary);
+function findTools(arch: GuestArch, qemuOverride?: string): { qemu: string | null; busybox: string | null } {
+  const qemu = qemuOverride ?? Bun.which(QEMU_FOR[arch].binary);
   const busybox = existsSync(BUSYBOX_PATH) && isStaticElf(BUSYBOX_PATH) ? BUSYBOX_PATH : null;
   return { qemu, busybox };
 }
@@ -72,14 +72,17 @@ export function canAptInstall(): boolean {
  * `apt-get install -y --no-install-recommends qemu-system-x86 busybox-static`
  * (busybox-static replaces a dynamic `busybox` package; `qemu-system-arm`
  * for arm64 guests). Otherwise throws a {@link SandboxError} naming the
- * exact install command.
+ * exact install command. With `qemu` given (the sandbox's `--qemu`), PATH
+ * is not searched for QEMU and its package is neither required nor installed.
  * @param arch the guest's architecture (default x86_64)
+ * @param qemu a QEMU binary of the caller's own (must be an executable file)
  */
-export async function ensureHostTools(arch: GuestArch = "x86_64"): Promise<HostTools> {
-  let found = findTools(arch);
+export async function ensureHostTools(arch: GuestArch = "x86_64", qemu?: string): Promise<HostTools> {
+  if (qemu !== undefined) checkExecutable(qemu);
+  let found = findTools(arch, qemu);
   if (found.qemu && found.busybox) return { qemu: found.qemu, busybox: found.busybox };
   const q = QEMU_FOR[arch];
-  const packages = [q.pkg, "busybox-static"];
+  const packages = [...(found.qemu ? [] : [q.pkg]), "busybox-static"];
   const hint = `sudo apt-get install -y --no-install-recommends ${packages.join(" ")}`;
   const missing = [
     ...(found.qemu ? [] : [`${q.binary} (package ${q.pkg})`]),
@@ -93,11 +96,44 @@ export async function ensureHostTools(arch: GuestArch = "x86_64"): Promise<HostT
   await aptRun(["apt-get", "update"], env, hint);
   say(`installing ${packages.join(" ")} with apt-get (no recommends)`);
   await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...packages], env, hint);
-  found = findTools(arch);
+  found = findTools(arch, qemu);
   if (!found.qemu || !found.busybox) {
     throw new SandboxError(`apt-get finished but ${missing} is still missing. Install by hand:\n  ${hint}`);
   }
   return { qemu: found.qemu, busybox: found.busybox };
+}
+
+/** A given QEMU must be an executable regular file; the error names the path. */
+function checkExecutable(path: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new SandboxError(`--qemu ${path}: no such file`);
+  }
+  if (!st.isFile()) throw new SandboxError(`--qemu ${path}: not a regular file`);
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new SandboxError(`--qemu ${path}: not executable (chmod +x it)`);
+  }
+}
+
+/**
+ * Install Debian packages with `apt-get update` and `apt-get install -y
+ * --no-install-recommends` when this process may ({@link canAptInstall});
+ * otherwise throw a {@link SandboxError} naming the install command.
+ * @param packages Debian package names
+ * @param why what is missing, for the messages ("the kernel build tools make, bison")
+ */
+export async function aptInstall(packages: readonly string[], why: string): Promise<void> {
+  const hint = `sudo apt-get install -y --no-install-recommends ${packages.join(" ")}`;
+  if (!canAptInstall()) throw new SandboxError(`missing ${why}. Install with:\n  ${hint}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  say(`missing ${why}: running apt-get update`);
+  await aptRun(["apt-get", "update"], env, hint);
+  say(`installing ${packages.join(" ")} with apt-get (no recommends)`);
+  await aptRun(["apt-get", "install", "-y", "--no-install-recommends", ...packages], env, hint);
 }
 
 async function aptRun(argv: string[], env: Record<string, string | undefined>, hint: string): Promise<void> {

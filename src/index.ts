@@ -18,6 +18,9 @@ export type { ErrnoName } from "./support/errno-names.ts";
 // IOMMU backends and DMA
 export { Container, type ContainerOpenOptions, type IommuType } from "./iommu/container.ts";
 export { Group, type DeviceOpenOptions, type GroupOpenOptions } from "./iommu/group.ts";
+export { Iommufd, type IommufdOpenOptions, type IoasRanges } from "./iommu/iommufd.ts";
+export { chooseBackend, openVfio, type BackendChoice, type OpenVfioOptions, type VfioBackend, type VfioSpace } from "./iommu/backend.ts";
+export { physicalAddresses } from "./iommu/physical.ts";
 export type { DmaMapRequest, DmaOwner, DmaSpace } from "./iommu/dma-space.ts";
 export { DmaBuffer, type DmaAccess, type DmaBufferOptions } from "./iommu/dma-buffer.ts";
 export { IovaAllocator, DEFAULT_IOVA_RANGES, type IovaAllocatorOptions, type IovaBlock, type IovaRequest } from "./iommu/iova-allocator.ts";
@@ -51,7 +54,7 @@ export {
 
 // Host (sysfs and procfs)
 export {
-  bindToVfio, detectIsolation, dmarInterruptRemapCapable, formatBdf, groupDevicePath, groupMembers, groupViability, iommuGroupOf,
+  bindToVfio, detectIsolation, hasIommufd, hasVfioCdevs, vfioCdevOf, dmarInterruptRemapCapable, formatBdf, groupDevicePath, groupMembers, groupViability, iommuGroupOf,
   isDmaNeutralDriver, isNoiommuGroup, listPciDevices, lookupPciNames, normalizeBdf, parseBdf, parseInterruptChips, parseResourceFile,
   pciDeviceInfo, releaseFromVfio, DMA_NEUTRAL_DRIVERS,
   type BindOptions, type BindResult, type GroupMember, type GroupViability, type HostOptions, type IsolationContainerState,

@@ -12,7 +12,7 @@
  * await nvme.read(0n, 8, buf);             // LBAs 0..7 into buf
  * ```
  */
-import { Container, DmaBuffer, type Bar, type Group, type IrqVectors, type PciDevice } from "bun-vfio";
+import { DmaBuffer, openVfio, type Bar, type IrqVectors, type PciDevice, type VfioSpace } from "bun-vfio";
 import { badRequest, cancelled, NvmeCommandError, timedOut } from "./errors.ts";
 import { NVME_PAGE, PRP_LIST_ENTRIES, QueuePair, STATUS_CANCELLED, STATUS_TIMEOUT, type CompletionMode } from "./queue-pair.ts";
 import { ADMIN, CC, CNS, CSTS, FEATURE, NVM, REG } from "./spec.ts";
@@ -80,10 +80,11 @@ async function waitUntil(what: string, ms: number, path: string, cond: () => boo
   }
 }
 
-/** An NVMe controller driven through VFIO; owns its container, group and device when opened by BDF. */
+/** An NVMe controller driven through VFIO; owns its IOMMU backend (openVfio) and device when opened by BDF. */
 export class NvmeController implements AsyncDisposable {
   readonly bdf: string;
-  readonly container: Container;
+  /** The IOMMU backend's DMA space (iommufd or the type1 container, whichever openVfio() chose). */
+  readonly container: VfioSpace;
   readonly device: PciDevice;
   readonly bar: Bar;
   readonly identity: NvmeIdentity;
@@ -98,7 +99,6 @@ export class NvmeController implements AsyncDisposable {
   /** CC and CSTS as read from BAR0 after the shutdown in close() (vfio-pci resets the device on the next open, so read them here). */
   shutdownRegisters: { cc: number; csts: number } | undefined;
 
-  readonly #group: Group;
   readonly #vectors: IrqVectors;
   readonly #scratch: DmaBuffer;
   readonly #pumps = new Set<QueuePair>();
@@ -106,12 +106,11 @@ export class NvmeController implements AsyncDisposable {
   #closed = false;
 
   private constructor(init: {
-    bdf: string; container: Container; group: Group; device: PciDevice; bar: Bar; vectors: IrqVectors; scratch: DmaBuffer;
+    bdf: string; container: VfioSpace; device: PciDevice; bar: Bar; vectors: IrqVectors; scratch: DmaBuffer;
     admin: QueuePair; readyTimeoutMs: number; commandTimeoutMs: number;
   }) {
     this.bdf = init.bdf;
     this.container = init.container;
-    this.#group = init.group;
     this.device = init.device;
     this.bar = init.bar;
     this.#vectors = init.vectors;
@@ -126,18 +125,17 @@ export class NvmeController implements AsyncDisposable {
   }
 
   /**
-   * Opens the controller at `bdf` (bound to vfio-pci): container, group,
+   * Opens the controller at `bdf` (bound to vfio-pci): IOMMU backend,
    * device, BAR0, MSI-X vectors (one per CQ), then resets and enables the
    * controller, identifies it and creates the I/O queues. On failure
    * everything opened so far is closed again.
    */
   static async open(bdf: string, options: NvmeOptions = {}): Promise<NvmeController> {
     const modes = options.queues ?? ["interrupt", "polled"];
-    const container = Container.open();
+    const container = openVfio();
     let ctrl: NvmeController | undefined;
     try {
-      const group = container.addGroup(bdf);
-      const device = group.openPciDevice(bdf);
+      const device = container.openPciDevice(bdf);
       device.enableMemory();
       device.enableBusMaster();
       const bar = device.bar(0);
@@ -149,7 +147,7 @@ export class NvmeController implements AsyncDisposable {
       const vectors = device.msix.enable(1 + modes.length);
       const admin = new QueuePair(container, bar, stride, 0, ADMIN_ENTRIES, "polled", vectors[0]);
       const scratch = DmaBuffer.allocate(container, NVME_PAGE);
-      ctrl = new NvmeController({ bdf, container, group, device, bar, vectors, scratch, admin, readyTimeoutMs, commandTimeoutMs: options.commandTimeoutMs ?? 10_000 });
+      ctrl = new NvmeController({ bdf, container, device, bar, vectors, scratch, admin, readyTimeoutMs, commandTimeoutMs: options.commandTimeoutMs ?? 10_000 });
       await ctrl.#start(cap, modes, options);
       return ctrl;
     } catch (err) {
@@ -388,7 +386,7 @@ export class NvmeController implements AsyncDisposable {
    * Aborts outstanding I/O (Abort, up to the abort limit at a time), deletes
    * the I/O queues, shuts the controller down (CC.SHN = normal, until
    * CSTS.SHST = complete, bounded), disables it, then frees the DMA memory,
-   * the vectors, the device, group and container. Idempotent.
+   * the vectors, the device and its IOMMU backend. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -427,7 +425,6 @@ export class NvmeController implements AsyncDisposable {
     this.#scratch.close();
     this.#vectors[Symbol.dispose]();
     this.device.close();
-    this.#group.close();
     this.container.close();
     if (errors.length) throw errors[0];
   }

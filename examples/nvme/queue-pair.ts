@@ -4,7 +4,7 @@
  * 16-byte completion entries by their phase bit and tracks command
  * identifiers. No waiting happens here; the controller decides how to wait.
  */
-import type { Bar, Container, IrqVector } from "bun-vfio";
+import type { Bar, IrqVector, VfioSpace } from "bun-vfio";
 import { DmaBuffer } from "bun-vfio";
 import { CQE_BYTES, SQE_BYTES } from "./spec.ts";
 
@@ -72,7 +72,7 @@ export class QueuePair implements Disposable {
   #head = 0;
   #phase = 1;
 
-  constructor(container: Container, bar: Bar, doorbellStride: number, qid: number, entries: number, mode: CompletionMode, vector: IrqVector | undefined) {
+  constructor(container: VfioSpace, bar: Bar, doorbellStride: number, qid: number, entries: number, mode: CompletionMode, vector: IrqVector | undefined) {
     this.qid = qid;
     this.entries = entries;
     this.depth = entries - 1;

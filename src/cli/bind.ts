@@ -21,9 +21,13 @@ holds its VFIO group; --force binds anyway. Devices already on vfio-pci are
 left alone. Prints the driver each device had, to give it back later.
 
 Options:
-  --dry-run   print the checks and the sysfs writes, change nothing
+  --dry-run   print the checks and the sysfs writes, change nothing (exit
+              status as the real run would have: 1 when it would refuse)
   --force     bind even devices in use (you may lose the network or a disk)
   --json      print the result as JSON
+
+Exit status: 0 bound (or, with --dry-run, would bind), 1 refused or failed,
+2 usage error.
 
 Examples:
   sudo bun-vfio bind 0000:01:00.0
@@ -45,6 +49,9 @@ Options:
   --timeout SECONDS how long to wait for holders (default 10; 0: do not wait)
   --dry-run         print the holders and the sysfs writes, change nothing
   --json            print the result as JSON
+
+Exit status: 0 released (or, with --dry-run, listed), 1 still held or
+failed, 2 usage error.
 
 Examples:
   sudo bun-vfio release 0000:01:00.0
@@ -110,13 +117,14 @@ export function bindCommand(argv: string[]): number {
     for (const r of results) {
       for (const why of r.refused) console.error(`${r.bdf}: in use: ${why}`);
       if (dry) {
-        console.log(`${r.bdf}: ${r.alreadyBound ? "already bound to vfio-pci" : `would write:\n  ${r.writes.join("\n  ")}`}`);
+        const would = blocked && r.refused.length ? "would refuse (in use); with --force it would write" : "would write";
+        console.log(`${r.bdf}: ${r.alreadyBound ? "already bound to vfio-pci" : `${would}:\n  ${r.writes.join("\n  ")}`}`);
       } else if (!blocked) {
         console.log(r.alreadyBound ? `${r.bdf} is already bound to vfio-pci` : `${r.bdf} bound to vfio-pci (was ${r.previousDriver ?? "unbound"}; give it back with: bun-vfio release ${r.bdf}${r.previousDriver ? ` --driver ${r.previousDriver}` : ""})`);
       }
       for (const n of r.notes) console.log(`${r.bdf}: note: ${n}`);
     }
-    if (blocked) console.error(`bun-vfio bind: refused, nothing was changed: ${refused.map((p) => p.info.bdf).join(", ")} ${refused.length === 1 ? "is" : "are"} in use. Stop using ${refused.length === 1 ? "it" : "them"} first, or pass --force.`);
+    if (blocked) console.error(`bun-vfio bind: ${dry ? "would be refused (dry run)" : "refused"}, nothing was changed: ${refused.map((p) => p.info.bdf).join(", ")} ${refused.length === 1 ? "is" : "are"} in use. Stop using ${refused.length === 1 ? "it" : "them"} first, or pass --force.`);
   }
   return blocked ? 1 : 0;
 }

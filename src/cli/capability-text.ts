@@ -43,7 +43,8 @@ function express(bytes: Uint8Array, at: number): { text: string; details: string
   const name = type === 4 ? `Root Port (Slot${slot})` : type === 6 ? `Downstream Port (Slot${slot})` : EXPRESS_TYPES[type] ?? `Unknown type ${type}`;
   const devcap = configRead32(bytes, at + 4);
   const details = [`DevCap: MaxPayload ${128 << (devcap & 7)} bytes`];
-  return { text: `Express (v${flags & 0xf}) ${name}, MSI ${h((flags >> 9) & 0x1f, 2)}`, details };
+  // pciutils 3.11+ prints the Interrupt Message Number as `IntMsgNum N` (older releases: `MSI 0N` in hex).
+  return { text: `Express (v${flags & 0xf}) ${name}, IntMsgNum ${(flags >> 9) & 0x1f}`, details };
 }
 
 function standard(bytes: Uint8Array, cap: PciCapability, vendorId: number, deviceId: number, options?: HostOptions): { text: string; details: string[] } {

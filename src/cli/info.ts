@@ -28,6 +28,9 @@ Options:
   --policy P        mmap policy for the plans (default auto)
   --json            the documented JSON document
 
+Exit status: 0 ok (a device VFIO could not open is shown, not a failure),
+1 failure, 2 usage error.
+
 Examples:
   bun-vfio info 0000:00:04.0
   bun-vfio info -d 1b36:0010 --policy strict
@@ -39,6 +42,9 @@ export const PLAN_HELP = `usage: bun-vfio plan <bdf> [--bar N] [--policy auto|st
 Explains which pages of each BAR (or only BAR N, 0-5) would be mmapped and
 which trapped through pread/pwrite, and why. The device must be bound to
 vfio-pci in a viable group.
+
+Exit status: 0 ok, 1 failure (e.g. BAR N not implemented, device not
+usable through VFIO), 2 usage error.
 
 Examples:
   bun-vfio plan 0000:00:04.0

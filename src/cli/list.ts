@@ -19,6 +19,8 @@ Options:
   -d IDS      only devices with these ids (vendor:device[:class[:prog-if]], hex)
   --json      the documented JSON document instead of the table
 
+Exit status: 0 ok, 1 failure, 2 usage error.
+
 Examples:
   bun-vfio list
   bun-vfio list -d 1b36:          every QEMU/Red Hat device

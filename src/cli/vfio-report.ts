@@ -6,7 +6,8 @@
  * absent, never as a failure.
  */
 import { VfioError } from "../support/errors.ts";
-import { Container } from "../iommu/container.ts";
+import { openVfio } from "../iommu/backend.ts";
+import { iommuGroupOf, isNoiommuGroup } from "../host/groups.ts";
 import type { PciDevice } from "../device/pci-device.ts";
 import type { MmapPolicy } from "../mmap-plan/index.ts";
 import * as V from "../uapi/vfio.ts";
@@ -16,11 +17,14 @@ const REGION_NAMES = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "co
 const IRQ_NAMES = ["INTx", "MSI", "MSI-X", "ERR", "REQ"];
 const CAP_NAMES: Record<number, string> = { 1: "SPARSE_MMAP", 2: "TYPE", 3: "MSIX_MAPPABLE", 4: "NVLINK2_SSATGT", 5: "NVLINK2_LNKSPD" };
 
-/** Opens `bdf` in a fresh container and runs `fn` with the device; everything is closed afterwards. */
+/**
+ * Opens `bdf` in a fresh backend (openVfio's choice; no-IOMMU mode for a
+ * device the admin put in a no-IOMMU group) and runs `fn` with the device;
+ * everything is closed afterwards.
+ */
 export function withDevice<T>(bdf: string, fn: (dev: PciDevice) => T): T {
-  using container = Container.open();
-  using group = container.addGroup(bdf);
-  using dev = group.openPciDevice(bdf);
+  using space = openVfio(isNoiommuGroup(iommuGroupOf(bdf)) ? { backend: "noiommu" } : {});
+  using dev = space.openPciDevice(bdf);
   return fn(dev);
 }
 

@@ -16,8 +16,8 @@ import { Region, type RegionRules } from "./region.ts";
 
 /**
  * A device fd as an IOMMU backend hands it out (VFIO_GROUP_GET_DEVICE_FD
- * today; an iommufd cdev tomorrow): the narrow seam between backends and
- * devices.
+ * for the type1 container, the cdev bound with VFIO_DEVICE_BIND_IOMMUFD for
+ * iommufd): the narrow seam between backends and devices.
  */
 export interface DeviceHandle {
   /** The open device fd; the Device owns it from now on. */
@@ -36,7 +36,7 @@ export interface DeviceHandle {
 
 /** How a device reaches its IOMMU, as evidence for the isolation verdict. */
 export interface DeviceAttachment {
-  /** The container's IOMMU type, or undefined when not attached. */
+  /** The container's IOMMU type (`type1v2`, `type1`, `noiommu`), `iommufd` for a cdev bound to iommufd, or undefined when not attached. */
   readonly iommuType: string | undefined;
 }
 

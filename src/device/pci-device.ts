@@ -9,7 +9,7 @@ import { pageSize } from "../sys/memory.ts";
 import * as V from "../uapi/vfio.ts";
 import { decodeHotResetInfo, encodeHotReset, hotResetInfoBuffer, hotResetInfoCount, type DependentDevice } from "../uapi/structs.ts";
 import { planBarMmap, type IsolationVerdict, type MmapPlan, type MmapPolicy } from "../mmap-plan/index.ts";
-import { detectIsolation } from "../host/isolation.ts";
+import { detectIsolation, type IsolationContainerState } from "../host/isolation.ts";
 import type { HostOptions } from "../host/sysfs.ts";
 import { DeviceInterrupts } from "../irq/interrupts.ts";
 import type { ErrorEvents, IntxInterrupt, MsiInterrupts, MsixInterrupts, ReleaseRequests } from "../irq/index.ts";
@@ -145,7 +145,7 @@ export class PciDevice extends Device {
    * /proc/interrupts on every bar() would dominate short-lived accessors.
    */
   #isolation(): IsolationVerdict {
-    const iommuType = this.attachment.iommuType as "type1" | "type1v2" | "noiommu" | undefined;
+    const iommuType = this.attachment.iommuType as IsolationContainerState["iommuType"];
     if (this.#verdict?.iommuType !== iommuType || this.#verdict === undefined) {
       this.#verdict = { iommuType, verdict: detectIsolation({ root: this.host.root, container: { iommuType, attached: iommuType !== undefined } }) };
     }

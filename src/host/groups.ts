@@ -152,6 +152,20 @@ export function groupDevicePath(group: number, options?: HostOptions): string {
  * pcieport set. Unbound devices never block. (Kernels before 5.19 also
  * exempted every PCI bridge whatever its driver.)
  */
+/**
+ * The error for a device whose IOMMU group is not viable, naming the
+ * blockers and the fix (type1's VFIO_GROUP_GET_STATUS, iommufd's EPERM bind).
+ */
+export function notViableError(op: string, path: string, group: number, options?: HostOptions, extra: { errno?: number; cause?: unknown; note?: string } = {}): VfioError {
+  const { blockers } = groupViability(group, options);
+  const who = blockers.map((b) => `${b.bdf} (driver ${b.driver})`).join(", ") || "an unknown device";
+  return new VfioError({
+    op, code: "ENOTVIABLE", path, errno: extra.errno, cause: extra.cause,
+    detail: `group ${group} is not viable: ${who} is bound to a non-VFIO driver${extra.note ?? ""}`,
+    hint: `Every device of IOMMU group ${group} must be bound to vfio-pci or unbound: bunx bun-vfio bind <bdf> for each of ${who}.`,
+  });
+}
+
 export function groupViability(group: number, options?: HostOptions): GroupViability {
   const members = groupMembers(group, options);
   const blockers = members.filter((m) => m.driver !== undefined && !isDmaNeutralDriver(m.driver));

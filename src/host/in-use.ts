@@ -64,28 +64,29 @@ export function parseMounts(procMounts: string): { source: string; target: strin
   return procMounts.split("\n").map((l) => l.split(" ")).filter((c) => c.length >= 2 && c[0]!.startsWith("/dev/")).map((c) => ({ source: unescape(c[0]!), target: unescape(c[1]!) }));
 }
 
-/** True when the sysfs path of a class entry (resolved) lies under the PCI device `bdf`. */
+const BDF_COMPONENT = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+/**
+ * True when the PCI function nearest above a sysfs class entry (resolved) is
+ * `bdf`. The nearest, because a NIC or disk sits under its own function
+ * either directly or through a bus of its own (virtio: `<bdf>/virtio1/net/eth0`,
+ * NVMe: `<bdf>/nvme/nvme0/nvme0n1`), and under every bridge above that.
+ */
 function resolvesUnder(path: string, bdf: string): boolean {
   try {
-    return realpathSync(path).split("/").includes(bdf);
+    return realpathSync(path).split("/").filter((c) => BDF_COMPONENT.test(c)).pop() === bdf;
   } catch {
     return false;
   }
 }
 
-/** Network interfaces whose `device` link names the PCI function `bdf`. */
+/** Network interfaces whose `device` link leads to the PCI function `bdf` (directly, or through a virtio device on it). */
 export function networkInterfacesOf(bdf: string, options?: HostOptions): string[] {
   const dir = hostPath(options, "sys/class/net");
-  return list(dir).filter((ifname) => {
-    try {
-      return basename(readlinkSync(`${dir}/${ifname}/device`)) === bdf;
-    } catch {
-      return false;
-    }
-  }).sort();
+  return list(dir).filter((ifname) => resolvesUnder(`${dir}/${ifname}/device`, bdf)).sort();
 }
 
-/** Block devices (disks and partitions) that sit under the PCI function `bdf` in sysfs. */
+/** Block devices (disks and partitions) whose nearest PCI function in sysfs is `bdf`. */
 export function blockDevicesOf(bdf: string, options?: HostOptions): string[] {
   const dir = hostPath(options, "sys/class/block");
   return list(dir).filter((name) => resolvesUnder(`${dir}/${name}`, bdf)).sort();

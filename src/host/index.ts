@@ -42,4 +42,5 @@ export {
   type NodeAccess,
   type Readiness,
 } from "./readiness.ts";
+export { hasIommufd, hasVfioCdevs, vfioCdevOf } from "./cdev.ts";
 export { deviceUsage, fileHolders, parseDefaultRouteInterfaces, parseMounts, usageReasons, vfioHolders, type DeviceUsage, type FileHolder } from "./in-use.ts";

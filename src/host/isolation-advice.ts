@@ -6,10 +6,16 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
-const UNSAFE = "`echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts` (unsafe: the device can then send any interrupt)";
+/** The parameter each backend checks before it lets a device in without MSI isolation. */
+const UNSAFE_PARAM = { type1: "vfio_iommu_type1", iommufd: "iommufd" } as const;
 
-/** The EPERM hint for attaching a group, from /proc/cmdline, /proc/interrupts and the IOMMU class under `root`. */
-export function msiIsolationAdvice(root = "/", arch: string = process.arch): string {
+/**
+ * The EPERM hint for attaching a group (type1: VFIO_SET_IOMMU) or binding a
+ * cdev (iommufd: VFIO_DEVICE_BIND_IOMMUFD), from /proc/cmdline,
+ * /proc/interrupts and the IOMMU class under `root`.
+ */
+export function msiIsolationAdvice(root = "/", arch: string = process.arch, backend: keyof typeof UNSAFE_PARAM = "type1"): string {
+  const UNSAFE = `\`echo 1 > /sys/module/${UNSAFE_PARAM[backend]}/parameters/allow_unsafe_interrupts\` (unsafe: the device can then send any interrupt)`;
   const read = (p: string) => {
     try {
       return readFileSync(join(root, p), "utf8");

@@ -18,13 +18,20 @@ export interface IsolationEvidenceSources {
 
 /** What we know about the VFIO container the device's group belongs to, if any. */
 export interface IsolationContainerState {
-  /** The IOMMU type set with VFIO_SET_IOMMU, or undefined before that. */
-  iommuType: "type1" | "type1v2" | "noiommu" | undefined;
-  /** A group was attached (VFIO_GROUP_SET_CONTAINER + VFIO_SET_IOMMU succeeded). */
+  /**
+   * The IOMMU type set with VFIO_SET_IOMMU, `"iommufd"` for a device bound
+   * to iommufd through its cdev, or undefined before either.
+   */
+  iommuType: "type1" | "type1v2" | "noiommu" | "iommufd" | undefined;
+  /** The device's isolation check has run: a group attached to a type1 container, or a cdev bound to iommufd (VFIO_DEVICE_BIND_IOMMUFD). */
   attached: boolean;
 }
 
-const ALLOW_UNSAFE = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
+/** The parameter that lets each backend skip its MSI isolation check (type1 at VFIO_SET_IOMMU, iommufd at VFIO_DEVICE_BIND_IOMMUFD). */
+const ALLOW_UNSAFE = {
+  type1: "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+  iommufd: "/sys/module/iommufd/parameters/allow_unsafe_interrupts",
+} as const;
 const PROC_INTERRUPTS = "/proc/interrupts";
 const IOMMU_CLASS = "/sys/class/iommu";
 const DEVICE_TREE = "/sys/firmware/devicetree/base";
@@ -91,15 +98,16 @@ function chipList(names: string[]): string {
   return names.length > LISTED_CHIPS ? `${shown}, ...` : shown;
 }
 
-/** allow_unsafe_interrupts as "Y"/"N", or undefined when vfio_iommu_type1 is not loaded or the file is unreadable. */
-function readAllowUnsafe(root: string, evidence: string[]): "Y" | "N" | undefined {
-  const text = readText(root, ALLOW_UNSAFE)?.trim();
+/** A backend's allow_unsafe_interrupts as "Y"/"N", or undefined when its module is not loaded or the file is unreadable. */
+function readAllowUnsafe(root: string, backend: keyof typeof ALLOW_UNSAFE, evidence: string[]): "Y" | "N" | undefined {
+  const path = ALLOW_UNSAFE[backend];
+  const text = readText(root, path)?.trim();
   if (text === undefined) {
-    evidence.push(`${ALLOW_UNSAFE}: not readable (vfio_iommu_type1 not loaded?)`);
+    evidence.push(`${path}: not readable (${backend === "type1" ? "vfio_iommu_type1" : "iommufd"} not loaded?)`);
     return undefined;
   }
   const value = /^(Y|1)$/i.test(text) ? "Y" : /^(N|0)$/i.test(text) ? "N" : undefined;
-  evidence.push(value ? `${ALLOW_UNSAFE} = ${value}` : `${ALLOW_UNSAFE} = ${text} (not understood)`);
+  evidence.push(value ? `${path} = ${value}` : `${path} = ${text} (not understood)`);
   return value;
 }
 
@@ -210,8 +218,13 @@ function observeDeviceTree(root: string, evidence: string[]): DeviceTreeMsiContr
 /** What the container tells us, as an evidence line. */
 function describeContainer(container: IsolationContainerState | undefined, allowUnsafe: "Y" | "N" | undefined): string {
   if (!container) return "no VFIO container given: the kernel's isolation check was not observed";
-  if (container.iommuType === "noiommu") return "container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all";
+  if (container.iommuType === "noiommu") return "container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all: the device can write any physical memory and send any interrupt, and the kernel taints itself (TAINT_USER)";
   if (!container.iommuType || !container.attached) return "no group attached to a type1 container yet: the kernel's isolation check has not run";
+  if (container.iommuType === "iommufd") {
+    return allowUnsafe === "N"
+      ? "device bound to iommufd (VFIO_DEVICE_BIND_IOMMUFD) while iommufd allow_unsafe_interrupts = N: iommufd checked MSI isolation"
+      : "device bound to iommufd, but iommufd allow_unsafe_interrupts is not N: iommufd may have skipped its isolation check";
+  }
   if (allowUnsafe === "N") return `group attached to a ${container.iommuType} container while allow_unsafe_interrupts = N: the kernel checked MSI isolation`;
   return `group attached to a ${container.iommuType} container, but allow_unsafe_interrupts is not N: the kernel may have skipped its isolation check`;
 }
@@ -219,7 +232,9 @@ function describeContainer(container: IsolationContainerState | undefined, allow
 /**
  * Decide how sure we are that MSIs are isolated on this host, with one
  * evidence line per source (missing files included):
- * - `attested`: a group was attached to a type1/type1v2 container while
+ * - `attested`: a device was bound to iommufd while iommufd's
+ *   `allow_unsafe_interrupts` reads N (iommufd refuses the bind otherwise),
+ *   or a group was attached to a type1/type1v2 container while
  *   `allow_unsafe_interrupts` reads N (type1 refuses the attach otherwise);
  * - `observed`: `IR-` chips or ITS MSI domains in /proc/interrupts, or a
  *   GICv3 ITS in the device tree (arm64);
@@ -229,7 +244,8 @@ function describeContainer(container: IsolationContainerState | undefined, allow
  * - `capable`: only the Intel DMAR ecap IR bit is set;
  * - `unknown`: nothing conclusive.
  *
- * Reads `/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts`,
+ * Reads the backend's `allow_unsafe_interrupts` (`/sys/module/vfio_iommu_type1/parameters/`,
+ * or `/sys/module/iommufd/parameters/` for iommufd),
  * `/proc/interrupts`, the device tree's GIC children
  * (`/sys/firmware/devicetree/base/*\/*\/compatible`) and, without an arm64
  * MSI controller there, `/sys/class/iommu/dmar*\/intel-iommu/ecap`, all under
@@ -238,12 +254,12 @@ function describeContainer(container: IsolationContainerState | undefined, allow
 export function detectIsolation(opts: IsolationEvidenceSources & { container?: IsolationContainerState } = {}): IsolationVerdict {
   const root = opts.root ?? "/";
   const evidence: string[] = [];
-  const allowUnsafe = readAllowUnsafe(root, evidence);
+  const { container } = opts;
+  const allowUnsafe = readAllowUnsafe(root, container?.iommuType === "iommufd" ? "iommufd" : "type1", evidence);
   const observedChips = observeInterrupts(root, evidence);
   const dt = observeDeviceTree(root, evidence);
   const observed = observedChips || dt.its.length > 0;
   const capable = dt.its.length + dt.gicv2m.length > 0 ? false : dmarCapable(root, evidence);
-  const { container } = opts;
   evidence.unshift(describeContainer(container, allowUnsafe));
 
   if (container?.iommuType === "noiommu") return isolationVerdict("none", evidence);

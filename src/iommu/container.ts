@@ -16,7 +16,10 @@ import { runAll } from "../sys/teardown.ts";
 import { WeakMembers } from "../support/weak-members.ts";
 import { oneOf, optionsArg, U64_LIMIT, u32Arg, u64Arg } from "../support/args.ts";
 import { hex, show } from "../support/format.ts";
-import { attachGroup, attachHints, Group, type ContainerLink, type GroupOpenOptions } from "./group.ts";
+import { attachGroup, attachHints, Group, type ContainerLink, type DeviceOpenOptions, type GroupOpenOptions } from "./group.ts";
+import { normalizeBdf } from "../host/bdf.ts";
+import { iommuGroupOf } from "../host/groups.ts";
+import type { PciDevice, PciDeviceOptions } from "../device/pci-device.ts";
 import type { DmaMapRequest, DmaOwner, DmaSpace } from "./dma-space.ts";
 import { DEFAULT_IOVA_RANGES, IovaAllocator } from "./iova-allocator.ts";
 
@@ -44,6 +47,11 @@ const MAP_HINTS: Hints = {
 export interface ContainerOpenOptions {
   /** The container node; default `/dev/vfio/vfio`. */
   path?: string;
+  /**
+   * The IOMMU type the first group sets. Default: type1v2, else type1;
+   * `noiommu` (no isolation at all) is used only when asked for by name.
+   */
+  iommuType?: IommuType;
 }
 
 /**
@@ -69,8 +77,11 @@ export class Container implements DmaSpace, Disposable {
   /** @internal See DmaSpace.backstopUnmap. */
   readonly backstopUnmap: (iova: bigint, size: number) => void;
 
-  private constructor(fd: OwnedFd) {
+  readonly #defaultType: IommuType | undefined;
+
+  private constructor(fd: OwnedFd, defaultType: IommuType | undefined) {
     this.#fd = fd;
+    this.#defaultType = defaultType;
     this.#link = {
       fd: () => this.#fd.get("VFIO_GROUP_SET_CONTAINER"),
       iommuType: () => this.#iommuType,
@@ -87,6 +98,7 @@ export class Container implements DmaSpace, Disposable {
     const opts = optionsArg("Container.open", options);
     const path = opts.path ?? "/dev/vfio/vfio";
     if (typeof path !== "string") throw invalidArgument("Container.open", `path ${show(path)} is not a string`, "Pass the container node's path, or nothing for /dev/vfio/vfio.");
+    if (opts.iommuType !== undefined) oneOf("Container.open", "iommuType", opts.iommuType, IOMMU_TYPES, path);
     const fd = new OwnedFd(openPath(path, O_RDWR, "open container", {
       ENOENT: "VFIO is not loaded: run `modprobe vfio-pci` (and `modprobe vfio_iommu_type1`).",
       EACCES: "Permission denied on /dev/vfio/vfio: run as root or add your user to a group that owns it.",
@@ -100,7 +112,7 @@ export class Container implements DmaSpace, Disposable {
       fd.close();
       throw err;
     }
-    return new Container(fd);
+    return new Container(fd, opts.iommuType);
   }
 
   /** The container's fd (escape hatch for raw ioctls). Throws after close. */
@@ -121,6 +133,16 @@ export class Container implements DmaSpace, Disposable {
   /** The IOMMU type set on this container, or undefined before the first group is attached (and after the last left). */
   get iommuType(): IommuType | undefined {
     return this.#iommuType;
+  }
+
+  /** `"physical"` in no-IOMMU mode (devices use physical addresses, nothing is mapped), else `"iova"`. */
+  get addressing(): "iova" | "physical" {
+    return this.#iommuType === "noiommu" ? "physical" : "iova";
+  }
+
+  /** The backend this container is: `"noiommu"` once set to VFIO_NOIOMMU_IOMMU, else `"type1"`. */
+  get backend(): "type1" | "noiommu" {
+    return this.#iommuType === "noiommu" ? "noiommu" : "type1";
   }
 
   /** True while DMA can be mapped: a type1 IOMMU is set. */
@@ -154,18 +176,22 @@ export class Container implements DmaSpace, Disposable {
 
   /**
    * Sets the IOMMU model. Needs at least one group attached; done for you by
-   * {@link addGroup}. Without `type`, picks type1v2, then type1, then noiommu.
+   * {@link addGroup}. Without `type`, picks type1v2, then type1: never
+   * noiommu, which must be asked for by name (it gives up all isolation).
    * Internally this calls VFIO_SET_IOMMU; EPERM means MSIs are not isolated.
    */
   setIommu(type?: IommuType): IommuType {
     const op = "VFIO_SET_IOMMU";
     if (type !== undefined) oneOf(op, "iommuType", type, IOMMU_TYPES, this.path);
-    const chosen = type ?? this.supportedIommuTypes()[0];
+    const chosen = type ?? this.supportedIommuTypes().find((t) => t !== "noiommu");
+    const noiommuGroup = chosen !== "noiommu" && [...this.#groups].some((g) => g.noiommu);
+    const noiommuHint = "The group is a no-IOMMU group (/dev/vfio/noiommu-N): only VFIO_NOIOMMU_IOMMU accepts it. Ask for it by name, accepting no isolation at all: openVfio({ backend: \"noiommu\" }) or Container.open({ iommuType: \"noiommu\" }).";
     if (chosen === undefined) {
-      throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: "the kernel offers no IOMMU type", hint: noIommuHint() });
+      throw new VfioError({ op, code: "ENODEV", errno: 19, path: this.path, detail: noiommuGroup ? "the kernel offers only VFIO_NOIOMMU_IOMMU for this group" : "the kernel offers no IOMMU type", hint: noiommuGroup ? noiommuHint : noIommuHint() });
     }
     const root = [...this.#groups][0]?.host.root;
-    this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], attachHints({ root }));
+    const hints: Hints = noiommuGroup ? { ...attachHints({ root }), ENODEV: noiommuHint } : attachHints({ root });
+    this.#fd.ioctl(op, V.VFIO_SET_IOMMU, IOMMU_TYPE_IDS[chosen], hints);
     this.#iommuType = chosen;
     return chosen;
   }
@@ -188,7 +214,7 @@ export class Container implements DmaSpace, Disposable {
       attachGroup(group, this.#link);
       attachedHere = true;
       this.#groups.add(group);
-      if (this.#iommuType === undefined) this.setIommu(opts.iommuType);
+      if (this.#iommuType === undefined) this.setIommu(opts.iommuType ?? this.#defaultType);
       // A group joining an IOMMU already in use may bring reserved regions of its own.
       else if (this.#iovaAllocator && this.canMap) this.#iovaAllocator.restrictTo(this.iommuInfo().iovaRanges ?? DEFAULT_IOVA_RANGES);
     } catch (err) {
@@ -201,6 +227,20 @@ export class Container implements DmaSpace, Disposable {
       throw err;
     }
     return group;
+  }
+
+  /**
+   * Opens a PCI device, adding its group first unless it is attached
+   * already: the same call as `Iommufd.openPciDevice`, so code can take
+   * either backend. Internally this calls what {@link addGroup} and
+   * `Group.openPciDevice` call.
+   */
+  openPciDevice(bdf: string, options: DeviceOpenOptions & PciDeviceOptions & GroupOpenOptions = {}): PciDevice {
+    const opts = optionsArg("openPciDevice", options, this.path);
+    const address = normalizeBdf(bdf);
+    const id = iommuGroupOf(address, opts);
+    const group = this.groups.find((g) => g.id === id && !g.closed) ?? this.addGroup(address, opts);
+    return group.openPciDevice(address, opts);
   }
 
   /** A group closed or detached. When the last one goes, the kernel drops the IOMMU model and every mapping. */

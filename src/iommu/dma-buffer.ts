@@ -13,7 +13,10 @@
  * close() is released in that order by a FinalizationRegistry keyed on its
  * memory (so never while a view of it is reachable).
  *
- * A buffer depends only on its {@link DmaSpace} (the type1 container today).
+ * A buffer depends only on its {@link DmaSpace} (a type1 Container or an
+ * Iommufd). In no-IOMMU mode (`space.addressing === "physical"`) nothing is
+ * mapped: the buffer lives on huge pages, which are contiguous and never
+ * move, and `iova` is its physical address (see ./physical.ts).
  */
 import { VfioError, invalidArgument, useAfterClose } from "../support/errors.ts";
 import { oneOf, optionsArg, u64Arg } from "../support/args.ts";
@@ -29,6 +32,7 @@ import { hexIova } from "./iova-allocator.ts";
 import { HUGE_PAGES, hugePageMmapFlags, hugePageShortage, type HugePageSize } from "./huge-pages.ts";
 import { exceedsMemlock, memlockHint, memlockStatus } from "./memlock.ts";
 import { dmaSegments, type DmaSegment, type SegmentOptions } from "./segments.ts";
+import { physicalBacking } from "./physical.ts";
 
 /**
  * What the device may do with a buffer (VFIO_DMA_MAP_FLAG_READ / _WRITE).
@@ -48,7 +52,11 @@ export interface DmaBufferOptions {
   limit?: bigint | number;
   /** The device's access: `"read-write"` (default), `"read-only"` (device reads, never writes) or `"write-only"`. */
   access?: DmaAccess;
-  /** Back the buffer with 2 MiB or 1 GiB huge pages when the host has enough free; else normal pages and a `fallbackReason`. */
+  /**
+   * Back the buffer with 2 MiB or 1 GiB huge pages when the host has enough
+   * free; else normal pages and a `fallbackReason`. In no-IOMMU mode huge
+   * pages are required (default `"2M"`) and never fall back.
+   */
   hugePages?: HugePageSize;
   /** With `hugePages`: throw instead of falling back to normal pages. */
   requireHugePages?: boolean;
@@ -79,7 +87,7 @@ export class DmaBuffer implements Disposable {
   #closedWhy: string | undefined;
   /** The DMA space (container) whose IOMMU maps this buffer, shared by all its devices. */
   readonly space: DmaSpace;
-  /** The device-side address of byte 0. */
+  /** The device-side address of byte 0: the IOVA, or in no-IOMMU mode the physical (bus) address. */
   readonly iova: bigint;
   /** Length in bytes: the size asked for, rounded up to `pageSize`; all of it is mapped. */
   readonly size: number;
@@ -108,6 +116,8 @@ export class DmaBuffer implements Disposable {
    * MAP_SHARED|MAP_ANONYMOUS|MAP_POPULATE (|MAP_HUGETLB) and VFIO_IOMMU_MAP_DMA.
    * ENOMEM from the map names RLIMIT_MEMLOCK, what is locked and how to raise it;
    * ENOSPC names the DMA mappings left (vfio_iommu_type1 dma_entry_limit).
+   * Over iommufd the map is IOMMU_IOAS_MAP. In no-IOMMU mode: huge pages,
+   * their physical address from /proc/self/pagemap (CAP_SYS_ADMIN), no map.
    */
   static allocate(space: DmaSpace, size: number, options: DmaBufferOptions = {}): DmaBuffer {
     const op = "DmaBuffer.allocate";
@@ -116,6 +126,7 @@ export class DmaBuffer implements Disposable {
     options = optionsArg(op, options, container.path);
     const access = options.access === undefined ? "read-write" : oneOf(op, "access", options.access, ["read-write", "read-only", "write-only"], container.path);
     if (options.hugePages !== undefined) oneOf(op, "hugePages", options.hugePages, Object.keys(HUGE_PAGES) as HugePageSize[], container.path);
+    if (space.addressing === "physical") return DmaBuffer.#allocatePhysical(space, size, options, access);
     const allocator = container.iovaAllocator; // before any mmap: needs an attached group
     const backing = mapBacking(size, options, container.path);
     let iova: bigint | undefined;
@@ -138,6 +149,20 @@ export class DmaBuffer implements Disposable {
     }
     const buffer = new DmaBuffer(container, backing, iova, access);
     gcBackstop.register(backing.memory.bytes.buffer, { unmap: container.backstopUnmap, iova, size: backing.memory.length, pointer: backing.memory.pointer, length: backing.memory.length }, buffer);
+    return buffer;
+  }
+
+  /** No-IOMMU mode: contiguous huge pages at a physical address the device uses as is. */
+  static #allocatePhysical(space: DmaSpace, size: number, options: DmaBufferOptions, access: DmaAccess): DmaBuffer {
+    const op = "DmaBuffer.allocate";
+    if (options.iova !== undefined) throw invalidArgument(op, "iova cannot be chosen without an IOMMU", "In no-IOMMU mode a buffer's bus address is its physical address: leave iova out.", space.path);
+    const align = options.align === undefined ? 1n : u64Arg(op, "align", options.align, space.path);
+    if (align === 0n || (align & (align - 1n)) !== 0n) throw invalidArgument(op, `align ${hex(align)} is not a power of two`, "Use a power of two such as 0x1000 or 0x200000.", space.path);
+    const limit = options.limit === undefined ? undefined : u64Arg(op, "limit", options.limit, space.path);
+    const backing = physicalBacking(size, options.hugePages ?? "2M", { limit, align, path: space.path });
+    const buffer = new DmaBuffer(space, { memory: backing.memory, pageSize: backing.pageSize, fallbackReason: undefined }, backing.physical, access);
+    buffer.#mapped = false;
+    gcBackstop.register(backing.memory.bytes.buffer, { unmap: () => {}, iova: backing.physical, size: backing.memory.length, pointer: backing.memory.pointer, length: backing.memory.length }, buffer);
     return buffer;
   }
 

@@ -1,7 +1,8 @@
 /**
  * The one interface DMA memory needs from an IOMMU backend: libvfn's
- * iommu_ctx_ops, rust-vmm's VfioOps. The type1 Container implements it
- * today; an iommufd IOAS fits the same shape.
+ * iommu_ctx_ops, rust-vmm's VfioOps. The type1 Container and the iommufd
+ * IOAS (Iommufd) implement it; a no-IOMMU container has `physical`
+ * addressing and maps nothing.
  */
 import type { IovaAllocator } from "./iova-allocator.ts";
 
@@ -35,6 +36,12 @@ export interface DmaSpace {
   readonly closed: boolean;
   /** True while mappings can be made (an IOMMU is set up). */
   readonly canMap: boolean;
+  /**
+   * How devices reach DMA memory: `"iova"` through an IOMMU mapping, or
+   * `"physical"` (no-IOMMU mode: nothing is mapped, a buffer's bus address
+   * is its physical address).
+   */
+  readonly addressing: "iova" | "physical";
   /** The space's IOVA allocator (usable ranges and page sizes from the kernel). */
   readonly iovaAllocator: IovaAllocator;
   /** Maps process memory at an IOVA for every device of the space. */

@@ -10,7 +10,7 @@ import * as V from "../uapi/vfio.ts";
 import { SIZEOF } from "../uapi/layout.ts";
 import { argszBuffer, decodeGroupStatus, type GroupStatus } from "../uapi/structs.ts";
 import { normalizeBdf } from "../host/bdf.ts";
-import { groupDevicePath, groupViability, iommuGroupOf } from "../host/groups.ts";
+import { groupDevicePath, iommuGroupOf, notViableError } from "../host/groups.ts";
 import { pciDeviceInfo } from "../host/pci.ts";
 import type { HostOptions } from "../host/sysfs.ts";
 import { Device, type DeviceHandle } from "../device/device.ts";
@@ -98,13 +98,7 @@ export class Group implements Disposable {
     const status = group.status();
     if (!status.viable) {
       group.close();
-      const { blockers } = groupViability(id, options);
-      const who = blockers.map((b) => `${b.bdf} (driver ${b.driver})`).join(", ") || "an unknown device";
-      throw new VfioError({
-        op: "VFIO_GROUP_GET_STATUS", code: "ENOTVIABLE", path,
-        detail: `group ${id} is not viable: ${who} is bound to a non-VFIO driver`,
-        hint: `Every device of IOMMU group ${id} must be bound to vfio-pci or unbound: bunx bun-vfio bind <bdf> for each of ${who}.`,
-      });
+      throw notViableError("VFIO_GROUP_GET_STATUS", path, id, options);
     }
     return group;
   }

@@ -63,6 +63,14 @@ export class OwnedFd {
     return sys().ioctl(this.get(op), request, arg);
   }
 
+  /** Hands the fd to a new owner (who will close it): this object forgets it without closing. */
+  disown(): number {
+    const fd = this.get("disown");
+    this.#fd = -1;
+    leaked.unregister(this);
+    return fd;
+  }
+
   /** close(2); idempotent. */
   close(): void {
     if (this.#fd < 0) return;

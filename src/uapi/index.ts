@@ -3,3 +3,4 @@ export * from "./vfio.ts";
 export * from "./layout.ts";
 export * from "./caps.ts";
 export * from "./structs.ts";
+export * from "./iommufd.ts";

@@ -6,7 +6,7 @@
  * runs on the fake kernel (test/unit) and against real vfio-pci in the
  * guest (test/vm/remap), which prints its counts.
  */
-import { DmaBuffer, VfioError, type Bar, type Container, type Group, type IovaAllocator, type IrqVector, type PciDevice, type Region } from "../../src/index.ts";
+import { chooseBackend, DmaBuffer, openVfio, VfioError, type Bar, type Container, type Group, type Iommufd, type IovaAllocator, type IrqVector, type PciDevice, type Region } from "../../src/index.ts";
 
 /** What the campaign calls methods on. */
 export interface Targets {
@@ -115,10 +115,45 @@ function label(v: unknown): string {
   }
 }
 
+/** What the iommufd campaign calls methods on: an Iommufd with a device attached and a buffer mapped. */
+export interface IommufdTargets {
+  iommu: Iommufd;
+  buffer: DmaBuffer;
+}
+
+type IommufdCase = { name: string; values: unknown[]; call: (t: IommufdTargets, v: never) => unknown };
+
+/** The same wrong values at the iommufd backend's own slots and at the backend choice. */
+const IOMMUFD_CASES: IommufdCase[] = [
+  { name: "iommu.unmapDma(iova)", values: NOT_U64, call: (t, v) => t.iommu.unmapDma(v, 4096) },
+  { name: "iommu.unmapDma(_, size)", values: NOT_U64, call: (t, v) => t.iommu.unmapDma(t.buffer.iova, v) },
+  { name: "iommu.mapDma({ iova })", values: NOT_U64, call: (t, v) => t.iommu.mapDma({ vaddr: t.buffer.address, iova: v, size: 4096 }) },
+  { name: "iommu.mapDma({ size })", values: [...NOT_U64, 0], call: (t, v) => t.iommu.mapDma({ vaddr: t.buffer.address, iova: 0x7000_0000n, size: v }) },
+  { name: "iommu.mapDma({ vaddr })", values: NOT_U64, call: (t, v) => t.iommu.mapDma({ vaddr: v, iova: 0x7000_0000n, size: 4096 }) },
+  { name: "iommu.mapDma(request)", values: [undefined, ...NOT_OPTIONS], call: (t, v) => t.iommu.mapDma(v) },
+  { name: "iommu.openPciDevice(bdf)", values: [undefined, null, 5, "", "0000:zz:00.0", "9999:00:00.0", {}, sym], call: (t, v) => t.iommu.openPciDevice(v) },
+  { name: "iommu.openPciDevice(_, options)", values: NOT_OPTIONS, call: (t, v) => t.iommu.openPciDevice("0000:00:1f.7", v) },
+  { name: "iommu.openPciDevice(_, { vfToken })", values: [null, 5, "", "not-a-uuid", {}, sym], call: (t, v) => t.iommu.openPciDevice("0000:00:1f.7", { vfToken: v }) },
+  { name: "DmaBuffer.allocate(iommu, size)", values: [...NOT_INDEX, 0], call: (t, v) => DmaBuffer.allocate(t.iommu, v) },
+  { name: "DmaBuffer.allocate(iommu, _, { iova })", values: NOT_U64.filter((x) => x !== undefined), call: (t, v) => DmaBuffer.allocate(t.iommu, 4096, { iova: v }) },
+  { name: "openVfio(options)", values: NOT_OPTIONS, call: (_t, v) => openVfio(v) },
+  { name: "openVfio({ backend })", values: NOT_NAME, call: (_t, v) => openVfio({ backend: v }) },
+  { name: "chooseBackend({ backend })", values: NOT_NAME, call: (_t, v) => chooseBackend({ backend: v }) },
+];
+
 /** Runs every case with every value; `fresh` rebuilds targets a case may have consumed. */
 export function runCampaign(targets: Targets): CampaignResult {
+  return runCases(CASES, targets);
+}
+
+/** The iommufd backend's campaign (test/vm/iommufd). */
+export function runIommufdCampaign(targets: IommufdTargets): CampaignResult {
+  return runCases(IOMMUFD_CASES, targets);
+}
+
+function runCases<T>(cases: { name: string; values: unknown[]; call: (t: T, v: never) => unknown }[], targets: T): CampaignResult {
   const result: CampaignResult = { cases: 0, vfioErrors: 0, findings: [] };
-  for (const c of CASES) {
+  for (const c of cases) {
     for (const value of c.values) {
       result.cases++;
       let outcome: string;

@@ -5,15 +5,22 @@
  * QEMU 7.2) and runs a script that lives under /tmp, outside the working
  * directory, against them on real vfio-pci. The script compares what VFIO
  * reports with the guest's sysfs; --write-profile saves a reusable file.
+ * A file directly in /tmp given as an argument is readable there too.
+ * It runs with a PATH that holds no QEMU and `--qemu` naming a wrapper
+ * around the real one, which records that it was the QEMU started.
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadProfileFile } from "../../sandbox/custom-profile.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const dir = mkdtempSync("/tmp/bun-vfio-custom-");
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const tmpFile = `/tmp/bun-vfio-custom-arg-${process.pid}.txt`;
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(tmpFile, { force: true });
+});
 
 const SCRIPT = `
 import { readdirSync, readFileSync } from "node:fs";
@@ -28,6 +35,8 @@ function find(v, d) {
 function sizes(b) {
   return attr(b, "resource").split("\\n").slice(0, 6).map((l) => { const [s, e] = l.trim().split(/\\s+/).map(BigInt); return s === 0n && e === 0n ? 0 : Number(e - s + 1n); });
 }
+// A file directly in /tmp, named on the command line: bound into the guest's own /tmp.
+console.log(JSON.stringify({ id: "tmp-file", text: readFileSync(process.argv[2], "utf8") }));
 for (const [v, d] of [["1b36", "0005"], ["1af4", "1110"]]) {
   const bdf = find(v, d);
   using container = Container.open();
@@ -44,17 +53,52 @@ for (const [v, d] of [["1b36", "0005"], ["1af4", "1110"]]) {
 }
 `;
 
-test("sandbox --device/--object/--bind runs a /tmp script against pci-testdev and ivshmem-plain", { timeout: 15 * 60_000 }, () => {
+/**
+ * The host's PATH without any qemu-system-*: folders holding one are replaced
+ * by a folder of links to everything else in them.
+ */
+function pathWithoutQemu(): string {
+  const shim = join(dir, "path-shim");
+  mkdirSync(shim);
+  const out: string[] = [];
+  for (const d of (process.env.PATH ?? "").split(":").filter(Boolean)) {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    if (!names.some((n) => n.startsWith("qemu-system-"))) {
+      out.push(d);
+      continue;
+    }
+    for (const n of names) if (!n.startsWith("qemu-system-") && !existsSync(join(shim, n))) symlinkSync(join(d, n), join(shim, n));
+  }
+  return [shim, ...out].join(":");
+}
+
+test("sandbox --device/--object/--bind --qemu runs a /tmp script against pci-testdev and ivshmem-plain, no QEMU on PATH", { timeout: 15 * 60_000 }, () => {
   const script = join(dir, "custom-devices.ts");
   writeFileSync(script, SCRIPT);
   const saved = join(dir, "custom.json");
-  const p = Bun.spawnSync([process.execPath, join(ROOT, "src/cli/main.ts"), "sandbox", "--bare",
+  const realQemu = Bun.which("qemu-system-x86_64");
+  expect(realQemu).not.toBeNull();
+  const PATH = pathWithoutQemu();
+  expect(Bun.spawnSync(["/bin/sh", "-c", "command -v qemu-system-x86_64"], { env: { PATH } }).exitCode).not.toBe(0);
+  const called = join(dir, "qemu-called");
+  writeFileSync(tmpFile, "a file directly in /tmp\n");
+  const wrapper = join(dir, "my-qemu");
+  writeFileSync(wrapper, `#!/bin/sh\necho "$@" > ${called}\nexec ${realQemu} "$@"\n`, { mode: 0o755 });
+  const p = Bun.spawnSync([process.execPath, join(ROOT, "src/cli/main.ts"), "sandbox", "--bare", "--qemu", wrapper,
     "--device", "pci-testdev", "--bind", "1b36:0005",
     "--object", "memory-backend-ram,id=shm0,size=1M", "--device", "ivshmem-plain,memdev=shm0", "--bind", "1af4:1110",
-    "--write-profile", saved, "--timeout", "600", "--", "bun", script], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    "--write-profile", saved, "--timeout", "600", "--", "bun", script, tmpFile], { cwd: ROOT, env: { ...process.env, PATH }, stdout: "pipe", stderr: "pipe" });
   const out = p.stdout.toString();
   expect({ status: p.exitCode, stderr: p.exitCode === 0 ? "" : p.stderr.toString() }).toEqual({ status: 0, stderr: "" });
+  // The wrapper ran, with the guest's command line (the sandbox started it, not a QEMU found elsewhere).
+  expect(readFileSync(called, "utf8")).toContain("-device pci-testdev");
   const lines = out.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  expect(lines.find((l) => l.id === "tmp-file")).toEqual({ id: "tmp-file", text: "a file directly in /tmp\n" });
   const testdev = lines.find((l) => l.id === "1b36:0005");
   const ivshmem = lines.find((l) => l.id === "1af4:1110");
   for (const d of [testdev, ivshmem]) {

@@ -22,7 +22,7 @@ describe("capabilities in lspci -vv words", () => {
     expect(lines("e1000e", 0x8086, 0x10d3)).toEqual([
       "[c8] Power Management version 2",
       "[d0] MSI: Enable- Count=1/1 Maskable- 64bit+",
-      "[e0] Express (v1) Root Complex Integrated Endpoint, MSI 00",
+      "[e0] Express (v1) Root Complex Integrated Endpoint, IntMsgNum 0",
       "[a0] MSI-X: Enable- Count=5 Masked-",
       "[100 v2] Advanced Error Reporting",
       "[140 v1] Device Serial Number 52-54-00-ff-ff-12-34-56",
@@ -33,7 +33,7 @@ describe("capabilities in lspci -vv words", () => {
   test("nvme and edu (conventional PCI, MSI only)", () => {
     expect(lines("nvme", 0x1b36, 0x0010)).toEqual([
       "[40] MSI-X: Enable- Count=65 Masked-",
-      "[80] Express (v2) Root Complex Integrated Endpoint, MSI 00",
+      "[80] Express (v2) Root Complex Integrated Endpoint, IntMsgNum 0",
       "[60] Power Management version 3",
     ]);
     expect(lines("edu", 0x1234, 0x11e8)).toEqual(["[40] MSI: Enable- Count=1/1 Maskable- 64bit+"]);

@@ -27,13 +27,14 @@ describe("usage, failures, version", () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain("ENODEV");
   });
-  test("--version prints package.json's version; --help has examples for each command", { timeout: 60_000 }, () => {
+  test("--version prints package.json's version; --help has examples and the exit statuses for each command", { timeout: 60_000 }, () => {
     const pkg = JSON.parse(readFileSync(`${import.meta.dir}/../../package.json`, "utf8"));
     expect(cli("--version").out.trim()).toBe(`bun-vfio ${pkg.version}`);
     for (const c of ["list", "info", "plan", "check", "bind", "release"]) {
       const h = cli(c, "--help");
       expect(h.code).toBe(0);
       expect(h.out).toContain("Examples:");
+      expect(h.out.replace(/\n/g, " ")).toMatch(/Exit status: 0 .*, 1 .*, 2 usage error\./);
     }
   });
 });

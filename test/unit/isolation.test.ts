@@ -184,7 +184,7 @@ describe("detectIsolation", () => {
     const v = detectIsolation({ root, container: { iommuType: "noiommu", attached: true } });
     expect(v.level).toBe("none");
     expect(v.isolated).toBe(false);
-    expect(v.evidence[0]).toBe("container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all");
+    expect(v.evidence[0]).toBe("container uses VFIO_NOIOMMU_IOMMU: no DMA or MSI isolation at all: the device can write any physical memory and send any interrupt, and the kernel taints itself (TAINT_USER)");
   });
 
   test("none: allow_unsafe_interrupts = Y and nothing observed, even with the DMAR IR bit", () => {

@@ -161,6 +161,15 @@ describe("device verdicts", () => {
     expect(byId(r.findings, "driver").summary).toContain("e1000e");
     expect(byId(r.findings, "in-use").summary).toContain("eth0 carries the default route");
   });
+  test("a virtio NIC and disk (class entries under <bdf>/virtioN) belong to that function, not to the bridge above", () => {
+    const t = remapHost();
+    t.dir("sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/virtio1/net/eth1");
+    t.link("sys/class/net/eth1/device", "../../../devices/pci0000:00/0000:00:1c.0/0000:01:00.0/virtio1");
+    t.dir("sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/virtio2/block/vda");
+    t.link("sys/class/block/vda", "../../devices/pci0000:00/0000:00:1c.0/0000:01:00.0/virtio2/block/vda");
+    expect(deviceUsage("0000:01:00.0", undefined, { root: t.root })).toMatchObject({ interfaces: ["eth1"], blockDevices: ["vda"] });
+    expect(deviceUsage("0000:00:1c.0", undefined, { root: t.root })).toMatchObject({ interfaces: [], blockDevices: [] });
+  });
   test("a mounted partition and a VFIO holder are named with evidence", () => {
     const t = remapHost();
     t.dir("sys/devices/pci0000:00/0000:00:03.0/nvme/nvme0/nvme0n1/nvme0n1p1");

@@ -8,6 +8,7 @@ import { bindId, composeProfile, loadProfileFile, profileJson, resolveProfile } 
 import { checkVisible, commandPaths, tmpBinds } from "../../sandbox/guest-paths.ts";
 import { jobScript } from "../../sandbox/job.ts";
 import { SandboxError } from "../../sandbox/log.ts";
+import { isStaticElf } from "../../sandbox/tools.ts";
 import { PROFILES } from "../../sandbox/profiles.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bun-vfio-custom-unit-"));
@@ -93,4 +94,31 @@ test("splitCommand: the command starts after -- or at the first non-option", () 
   expect(splitCommand(["--profile", "remap", "bun", "x.ts", "--flag"])).toEqual({ options: ["--profile", "remap"], command: ["bun", "x.ts", "--flag"] });
   expect(splitCommand(["--device=edu", "--", "ls"])).toEqual({ options: ["--device=edu"], command: ["ls"] });
   expect(splitCommand(["--verbose"])).toEqual({ options: ["--verbose"], command: [] });
+});
+
+describe("--qemu: your own QEMU, none needed on PATH", () => {
+  const tools = join(import.meta.dir, "../../sandbox/tools.ts");
+  const emptyPath = mkdtempSync(join(dir, "path-"));
+  /** ensureHostTools in a child whose PATH holds no QEMU at all (Bun.which reads the PATH the process started with). */
+  function hostToolsWith(qemu: string): { ok: boolean; value: string } {
+    const code = `import { ensureHostTools } from ${JSON.stringify(tools)};
+      ensureHostTools("x86_64", ${JSON.stringify(qemu)}).then((t) => console.log(JSON.stringify({ ok: true, value: t.qemu })), (e) => console.log(JSON.stringify({ ok: false, value: e.message })));`;
+    const p = Bun.spawnSync([process.execPath, "-e", code], { env: { PATH: emptyPath, HOME: dir }, stdout: "pipe", stderr: "pipe" });
+    return JSON.parse(p.stdout.toString().trim().split("\n").pop() ?? "{}");
+  }
+  test("the given binary is used and PATH is not searched for qemu-system-x86_64", () => {
+    expect(Bun.spawnSync(["/bin/sh", "-c", "command -v qemu-system-x86_64"], { env: { PATH: emptyPath } }).exitCode).not.toBe(0);
+    const fake = join(dir, "my-qemu");
+    writeFileSync(fake, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const r = hostToolsWith(fake);
+    // A host without a static /bin/busybox still fails, but for busybox alone: QEMU is neither required nor installed.
+    if (isStaticElf("/bin/busybox")) expect(r).toEqual({ ok: true, value: fake });
+    else expect(r.ok === false && r.value.includes("busybox") && !r.value.includes("qemu")).toBe(true);
+  });
+  test("a missing or non-executable --qemu is named, not replaced by the one on PATH", () => {
+    expect(hostToolsWith(join(dir, "no-such-qemu"))).toEqual({ ok: false, value: `--qemu ${join(dir, "no-such-qemu")}: no such file` });
+    const plain = join(dir, "not-executable");
+    writeFileSync(plain, "", { mode: 0o644 });
+    expect(hostToolsWith(plain)).toEqual({ ok: false, value: `--qemu ${plain}: not executable (chmod +x it)` });
+  });
 });

@@ -169,7 +169,7 @@ describe("guest command and QEMU line", () => {
   });
 
   test("intel-iommu comes before every other device; intremap follows the profile; {tmp} is filled in", () => {
-    for (const p of Object.values(PROFILES).filter((p) => !p.arm64)) {
+    for (const p of Object.values(PROFILES).filter((p) => !p.arm64 && p.iommu !== "none")) {
       const argv = qemuArgs(p, { qemu: "qemu", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false });
       const devices = argv.flatMap((a, i) => (argv[i - 1] === "-device" || argv[i - 1] === "-virtfs" ? [a] : []));
       expect(devices[0]).toBe(`intel-iommu,intremap=${p.intremap ? "on" : "off"},caching-mode=on`);
@@ -179,6 +179,19 @@ describe("guest command and QEMU line", () => {
     expect(qemuArgs(getProfile("remap"), { qemu: "q", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false }))
       .toContain("if=none,id=nvm0,format=raw,file=/t/nvme0.img");
     expect(kernelCmdline(getProfile("no-remap"), false)).toContain("vfio_iommu_type1.allow_unsafe_interrupts=0");
+  });
+
+  test("noiommu: no intel-iommu device, no intel_iommu=on; no-IOMMU mode, huge pages and the backend on the guest's side", () => {
+    const p = getProfile("noiommu");
+    const argv = qemuArgs(p, { qemu: "q", vmlinuz: "/k", initramfs: "/i", shareDir: "/s", tmpDir: "/t", verbose: false });
+    expect(argv.join(" ")).not.toContain("intel-iommu");
+    const cmdline = kernelCmdline(p, false).split(" ");
+    expect(cmdline).not.toContain("intel_iommu=on");
+    expect(cmdline).toContain("vfio.enable_unsafe_noiommu_mode=1");
+    expect(cmdline).toContain("hugepages=16");
+    expect(commandScript({ profile: p, command: ["true"], cwd: "/w" })).toContain("export BUN_VFIO_BACKEND=noiommu\n");
+    expect(commandScript({ profile: getProfile("iommufd"), command: ["true"], cwd: "/w", env: { X: "1" } })).toContain("export BUN_VFIO_BACKEND=iommufd\n");
+    expect(commandScript({ profile: getProfile("remap"), command: ["true"], cwd: "/w" })).toContain("export BUN_VFIO_BACKEND=type1\n");
   });
 
   test("arm64 profiles: virt with an SMMUv3, the GIC the profile names, ttyAMA0, no intel-iommu", () => {

@@ -33,7 +33,7 @@ describe.skipIf(!inGuest)(`sandbox profile ${process.env.BUN_VFIO_PROFILE}`, () 
         const group = basename(readlinkSync(`${PCI}/${bdf}/iommu_group`));
         if (dev.vfio) {
           expect(driver).toBe("vfio-pci");
-          expect(existsSync(`/dev/vfio/${group}`)).toBe(true);
+          expect(existsSync(profile.iommu === "none" ? `/dev/vfio/noiommu-${group}` : `/dev/vfio/${group}`)).toBe(true);
         } else {
           expect(driver).not.toBe("vfio-pci");
           expect(driver).not.toBe("(none)");
@@ -46,7 +46,13 @@ describe.skipIf(!inGuest)(`sandbox profile ${process.env.BUN_VFIO_PROFILE}`, () 
     expect(existsSync("/dev/vfio/vfio")).toBe(true);
   });
 
-  if (!profile.arm64) {
+  if (profile.iommu === "none") {
+    test("no IOMMU at all: /sys/class/iommu is empty, no IR- chips, vfio's no-IOMMU mode is on", () => {
+      expect(readdirSync("/sys/class/iommu")).toEqual([]);
+      expect(read("/proc/interrupts")).not.toMatch(/\sIR-/);
+      expect(read("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode")).toBe("Y");
+    });
+  } else if (!profile.arm64) {
     test(`interrupt remapping is ${profile.intremap ? "on (IR- chips)" : "off (no IR- chips)"} in /proc/interrupts`, () => {
       const chips = read("/proc/interrupts").split("\n").filter((l) => /^\s*\d+:/.test(l));
       expect(chips.length).toBeGreaterThan(0);

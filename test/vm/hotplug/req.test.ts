@@ -5,11 +5,13 @@
  * device fd is closed and asks userspace for the device through the REQ
  * channel (vfio_pci_core_request); `req.onRelease(..., { autoRelease: true })`
  * closes the device, the removal completes and QEMU reports DEVICE_DELETED.
+ * The same unplug runs over both backends: the type1 container (nvme-hp,
+ * slot 1) and iommufd (nvme-hp2, slot 2).
  */
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
-import { Container, DmaBuffer } from "../../../src/index.ts";
+import { Container, DmaBuffer, Iommufd } from "../../../src/index.ts";
 import { findAll, IDS } from "../ground-truth.ts";
 import { haveMonitor, qmp, waitForEvent } from "../qmp.ts";
 import { vfioError } from "../../vfio-error.ts";
@@ -23,24 +25,50 @@ function bindToVfioPci(bdf: string): void {
   writeFileSync("/sys/bus/pci/drivers_probe", bdf);
 }
 
-const containers: Container[] = [];
+const containers: (Container | Iommufd)[] = [];
 afterAll(() => {
-  // The unplug already detached the group in the kernel; closing must still succeed.
+  // The unplug already detached the group (or the cdev) in the kernel; closing must still succeed.
   for (const c of containers) c.close();
 });
 
+/** One device of QEMU's `query-pci` answer (a bridge lists the devices behind it). */
+interface QemuPciDevice {
+  bus: number;
+  slot: number;
+  function: number;
+  qdev_id?: string;
+  pci_bridge?: { devices?: QemuPciDevice[] };
+}
+
+/** The guest PCI address of the QEMU device `id`, from the monitor's `query-pci` (QEMU's own view, not the guest's). */
+async function bdfOfQemuId(id: string): Promise<string> {
+  const buses = (await qmp("query-pci")) as { devices: QemuPciDevice[] }[];
+  const walk = (devices: QemuPciDevice[]): QemuPciDevice | undefined => {
+    for (const d of devices) {
+      if (d.qdev_id === id) return d;
+      const inner = d.pci_bridge?.devices && walk(d.pci_bridge.devices);
+      if (inner) return inner;
+    }
+    return undefined;
+  };
+  const found = walk(buses.flatMap((b) => b.devices));
+  if (!found) throw new Error(`QEMU has no PCI device with id ${id}`);
+  const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
+  return `0000:${hex(found.bus, 2)}:${hex(found.slot, 2)}.${found.function}`;
+}
+
 test("device_del: the kernel asks through REQ, autoRelease closes the device, and the unplug completes", async () => {
   expect(haveMonitor()).toBe(true);
-  const [bdf] = findAll(IDS.nvme);
-  expect(bdf).toBeDefined();
-  bindToVfioPci(bdf!);
+  const bdf = await bdfOfQemuId("nvme-hp");
+  expect(findAll(IDS.nvme)).toContain(bdf);
+  bindToVfioPci(bdf);
   expect(basename(readlinkSync(`${PCI}/${bdf}/driver`))).toBe("vfio-pci");
 
   const container = Container.open();
   containers.push(container);
-  const group = container.addGroup(bdf!);
-  const dev = group.openPciDevice(bdf!);
-  const second = group.openPciDevice(bdf!); // another open instance: the unplug waits for it too
+  const group = container.addGroup(bdf);
+  const dev = group.openPciDevice(bdf);
+  const second = group.openPciDevice(bdf); // another open instance: the unplug waits for it too
   const buf = DmaBuffer.allocate(container, 4096);
   dev.enableMemory();
   dev.enableBusMaster();
@@ -65,4 +93,36 @@ test("device_del: the kernel asks through REQ, autoRelease closes the device, an
   expect(container.groups).toEqual([]);
   expect(buf.closed).toBe(true);
   buf.close();
+});
+
+test("device_del over iommufd: REQ, autoRelease, the unplug completes; the IOAS keeps its mappings until the buffer is closed", async () => {
+  const bdf = await bdfOfQemuId("nvme-hp2");
+  expect(findAll(IDS.nvme)).toContain(bdf);
+  bindToVfioPci(bdf);
+  expect(basename(readlinkSync(`${PCI}/${bdf}/driver`))).toBe("vfio-pci");
+  const iommu = Iommufd.open();
+  containers.push(iommu);
+  const dev = iommu.openPciDevice(bdf);
+  const buf = DmaBuffer.allocate(iommu, 4096);
+  dev.enableMemory();
+  dev.enableBusMaster();
+  const vectors = dev.msix.enable(2);
+  const pending = vectors[0]!.next().then(() => undefined, (e: unknown) => e as Error);
+  const requests: number[] = [];
+  dev.req.onRelease(({ count }) => void requests.push(count), { autoRelease: true });
+
+  await qmp("device_del", { id: "nvme-hp2" });
+  await waitForEvent("DEVICE_DELETED", (d) => d.device === "nvme-hp2");
+
+  expect(requests.length).toBeGreaterThanOrEqual(1);
+  expect(dev.closed).toBe(true);
+  expect((await pending)?.message).toContain("the device was closed");
+  expect(existsSync(`${PCI}/${bdf}`)).toBe(false);
+  expect(readFileSync("/proc/interrupts", "utf8")).not.toContain(`(${bdf})`);
+  // Unlike type1, an IOAS outlives its devices: the mapping is still there, and the buffer unmaps it itself.
+  expect(buf.closed).toBe(false);
+  expect(iommu.unmapDma(buf.iova, buf.size)).toBe(BigInt(buf.size));
+  iommu.mapDma({ vaddr: buf.address, iova: buf.iova, size: buf.size });
+  buf.close();
+  expect(vfioError(() => iommu.unmapDma(buf.iova, 4096)).code).toBe("ENOENT"); // the close unmapped it
 });

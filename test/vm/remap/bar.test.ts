@@ -3,7 +3,8 @@
  * remapping on (profile `remap`).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Container, VfioError, type PciDevice } from "../../../src/index.ts";
+import { VfioError, type PciDevice, type VfioSpace } from "../../../src/index.ts";
+import { openTestSpace, TEST_BACKEND } from "../backend.ts";
 import { barSizes, find, IDS, msixFromSysfs, readText } from "../ground-truth.ts";
 import { interruptChips, isArm64, kernelPageSize, msiChipPattern } from "../platform.ts";
 
@@ -11,13 +12,13 @@ const nvmeBdf = find(IDS.nvme);
 const e1000eBdf = find(IDS.e1000e);
 const page = kernelPageSize();
 
-let container: Container;
+let container: VfioSpace;
 let nvme: PciDevice;
 let e1000e: PciDevice;
 beforeAll(() => {
-  container = Container.open();
-  nvme = container.addGroup(nvmeBdf).openPciDevice(nvmeBdf);
-  e1000e = container.addGroup(e1000eBdf).openPciDevice(e1000eBdf);
+  container = openTestSpace();
+  nvme = container.openPciDevice(nvmeBdf);
+  e1000e = container.openPciDevice(e1000eBdf);
 });
 afterAll(() => container.close());
 
@@ -42,6 +43,8 @@ describe("nvme BAR0 with interrupt remapping", () => {
     ]);
     expect(bar.plan.explain()).toContain("rule 2");
     expect(bar.plan.explain()).toContain("attested");
+    // the first evidence line names the backend whose kernel check attested isolation
+    expect(bar.plan.isolation.evidence[0]).toContain(TEST_BACKEND === "iommufd" ? "bound to iommufd" : "container while allow_unsafe_interrupts = N");
     bar.close();
   });
 

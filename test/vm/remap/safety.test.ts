@@ -8,7 +8,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { Container, DmaBuffer, PciCommand, VfioError, type PciDevice } from "../../../src/index.ts";
+import { Container, DmaBuffer, PciCommand, VfioError, type PciDevice, type VfioSpace } from "../../../src/index.ts";
+import { openTestSpace } from "../backend.ts";
 import { configBytes, find, IDS, msixFromSysfs } from "../ground-truth.ts";
 import { EDU, eduDma } from "../edu-dma-engine.ts";
 import { kernelPageSize } from "../platform.ts";
@@ -30,8 +31,8 @@ function commandFromSysfs(bdf: string): number {
 
 describe("no SIGBUS: mapped BAR accesses while memory decoding is off", () => {
   test("bar, raw mapping and bulk copies give EIO errors, the process lives, and decoding back on restores access", () => {
-    using container = Container.open();
-    using dev = container.addGroup(nvmeBdf).openPciDevice(nvmeBdf);
+    using container = openTestSpace();
+    using dev = container.openPciDevice(nvmeBdf);
     dev.enableMemory();
     const bar = dev.bar(0);
     const raw = dev.region(0).map({ offset: 0, length: PAGE });
@@ -51,8 +52,8 @@ describe("no SIGBUS: mapped BAR accesses while memory decoding is off", () => {
   });
 
   test("a reset revokes and restores the mappings: accesses after it work, none faults", () => {
-    using container = Container.open();
-    using dev = container.addGroup(nvmeBdf).openPciDevice(nvmeBdf);
+    using container = openTestSpace();
+    using dev = container.openPciDevice(nvmeBdf);
     dev.enableMemory();
     const bar = dev.bar(0);
     dev.reset();
@@ -64,11 +65,11 @@ describe("no SIGBUS: mapped BAR accesses while memory decoding is off", () => {
 });
 
 describe("64-bit values are never truncated", () => {
-  let container: Container;
+  let container: VfioSpace;
   let edu: PciDevice;
   beforeAll(() => {
-    container = Container.open();
-    edu = container.addGroup(eduBdf).openPciDevice(eduBdf);
+    container = openTestSpace();
+    edu = container.openPciDevice(eduBdf);
     edu.enableMemory();
     edu.enableBusMaster();
   });
@@ -117,8 +118,8 @@ describe("stale state after the kernel dropped it", () => {
   });
 
   test("vectors from before disable()+enable() are stale: they neither trigger nor disable the new ones", async () => {
-    using container = Container.open();
-    using dev = container.addGroup(nvmeBdf).openPciDevice(nvmeBdf);
+    using container = openTestSpace();
+    using dev = container.openPciDevice(nvmeBdf);
     dev.enableMemory();
     dev.enableBusMaster();
     const old = dev.msix.enable(2);
@@ -134,8 +135,8 @@ describe("stale state after the kernel dropped it", () => {
   });
 
   test("after close, interrupt calls say the device is closed", () => {
-    const container = Container.open();
-    const dev = container.addGroup(nvmeBdf).openPciDevice(nvmeBdf);
+    const container = openTestSpace();
+    const dev = container.openPciDevice(nvmeBdf);
     container.close();
     const err = vfioError(() => dev.msix.trigger(0));
     expect(err.code).toBe("ECLOSED");
@@ -145,8 +146,8 @@ describe("stale state after the kernel dropped it", () => {
 
 describe("MSI-X masking follows the plan", () => {
   test('under policy "strict" the table is never mapped for masking: mask() is EOPNOTSUPP naming the plan', () => {
-    using container = Container.open();
-    using dev = container.addGroup(e1000eBdf).openPciDevice(e1000eBdf, { policy: "strict" });
+    using container = openTestSpace();
+    using dev = container.openPciDevice(e1000eBdf, { policy: "strict" });
     dev.enableMemory();
     dev.enableBusMaster();
     const msix = msixFromSysfs(e1000eBdf)!;
