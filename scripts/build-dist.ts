@@ -13,6 +13,11 @@
  * Then checks that every `types` and `deno` condition in package.json names
  * a file that now exists and mirrors its runtime entry (./src/x.ts ->
  * ./dist/types/src/x.d.ts and ./dist/js/src/x.js).
+ *
+ * `--clean` (`postpack`) removes dist/ again: in a checkout, tsc resolves
+ * the package's own name through `exports` to dist/types when it exists,
+ * so a leftover build would type-check the examples against stale
+ * declarations.
  */
 import { readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -73,7 +78,9 @@ function tsc(project: string): void {
   if (p.exitCode !== 0) throw new Error(`tsc -p ${project} failed with status ${p.exitCode}`);
 }
 
-if (import.meta.main) {
+if (import.meta.main && process.argv.includes("--clean")) {
+  rmSync(join(ROOT, "dist"), { recursive: true, force: true });
+} else if (import.meta.main) {
   rmSync(TYPES, { recursive: true, force: true });
   rmSync(JS, { recursive: true, force: true });
   tsc("tsconfig.build.json");
