@@ -130,6 +130,9 @@ test("Deno: deno run -A loads the package's JavaScript (its deno conditions) and
   expect(existsSync("/nonexistent/bun-vfio/vfio")).toBe(false);
   const r = deno(["run", "-A", "deno-main.ts"]);
   expect(r).toEqual({ code: 0, out: "deno 31 0 6\nVFIO_GET_API_VERSION ENOTTY 25 /dev/null\nopen container ENOENT 2 /nonexistent/bun-vfio/vfio\n" });
+  // The same through `npm:` specifiers (what `deno add npm:bun-vfio` writes), resolved from this node_modules.
+  writeFileSync(join(project, "deno-npm.ts"), DENO_SCRIPT.replaceAll('from "bun-vfio', 'from "npm:bun-vfio'));
+  expect(deno(["run", "-A", "deno-npm.ts"])).toEqual(r);
   // Deno's own module graph: the package resolved to dist/js, never to TypeScript under node_modules.
   const info = deno(["info", "deno-main.ts"]);
   expect(info.code).toBe(0);
