@@ -167,6 +167,9 @@ async function runDenoUnit(args: Args, work: string): Promise<SuiteResult> {
   if (!existsSync(DENO)) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: 0, note: `${DENO} is missing: run npm install` };
   const check = await runHost([DENO, "check", "src/index.ts", "src/sys/runtime-deno.ts", "examples", "bench/deno-errno.ts", "bench/errno-child.ts", "bench/seam-paths.ts"], env);
   if (check.status !== 0) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: performance.now() - t0, note: "deno check of src/, examples/ and the Deno benchmarks failed" };
+  // JSR: every public symbol has an explicit type ("slow types" would fail the dry run); needs no registry.
+  const publish = await runHost([DENO, "publish", "--dry-run", "--allow-dirty"], env);
+  if (publish.status !== 0) return { name: "unit:deno", counts: { passed: 0, failed: 1, skipped: 0 }, ms: performance.now() - t0, note: "deno publish --dry-run failed (slow types or a bad file list)" };
   const junit = join(work, "unit-deno.xml");
   const r = await runHost([DENO, "test", "-A", `--junit-path=${junit}`, ...(args.pattern ? [`--filter=${args.pattern}`] : []), "test/deno"], env);
   const { counts, note } = countsOf(denoJunit(existsSync(junit) ? readFileSync(junit, "utf8") : null), r.output, r.status);

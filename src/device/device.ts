@@ -55,7 +55,7 @@ export class Device implements Disposable {
   /** The device's name in its group (the PCI address for vfio-pci). */
   readonly name: string;
   /** @internal Releases of the device's children that must run even if the device is dropped unclosed (interrupt waits). */
-  readonly lifetime = new Lifetime();
+  readonly lifetime: Lifetime = new Lifetime();
 
   /** @internal Created by a backend (Group) from a {@link DeviceHandle}. */
   constructor(handle: DeviceHandle) {

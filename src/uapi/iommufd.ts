@@ -12,20 +12,20 @@ import { _IO, VFIO_BASE, VFIO_TYPE } from "./vfio.ts";
 export const IOMMUFD_TYPE = 0x3b; // ';'
 export const IOMMUFD_CMD_BASE = 0x80;
 
-export const IOMMU_DESTROY = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 0);
-export const IOMMU_IOAS_ALLOC = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 1);
-export const IOMMU_IOAS_IOVA_RANGES = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 4);
-export const IOMMU_IOAS_MAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 5);
-export const IOMMU_IOAS_UNMAP = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 6);
+export const IOMMU_DESTROY: number = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 0);
+export const IOMMU_IOAS_ALLOC: number = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 1);
+export const IOMMU_IOAS_IOVA_RANGES: number = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 4);
+export const IOMMU_IOAS_MAP: number = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 5);
+export const IOMMU_IOAS_UNMAP: number = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 6);
 
 export const IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0;
 export const IOMMU_IOAS_MAP_WRITEABLE = 1 << 1;
 export const IOMMU_IOAS_MAP_READABLE = 1 << 2;
 
 /* VFIO device cdev (`/dev/vfio/devices/vfioN`). */
-export const VFIO_DEVICE_BIND_IOMMUFD = _IO(VFIO_TYPE, VFIO_BASE + 18);
-export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 19);
-export const VFIO_DEVICE_DETACH_IOMMUFD_PT = _IO(VFIO_TYPE, VFIO_BASE + 20);
+export const VFIO_DEVICE_BIND_IOMMUFD: number = _IO(VFIO_TYPE, VFIO_BASE + 18);
+export const VFIO_DEVICE_ATTACH_IOMMUFD_PT: number = _IO(VFIO_TYPE, VFIO_BASE + 19);
+export const VFIO_DEVICE_DETACH_IOMMUFD_PT: number = _IO(VFIO_TYPE, VFIO_BASE + 20);
 /** `vfio_device_bind_iommufd.flags`: `token_uuid_ptr` carries the VF token (Linux 6.17, and stable kernels with the fix). */
 export const VFIO_DEVICE_BIND_FLAG_TOKEN = 1 << 0;
 
