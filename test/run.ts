@@ -130,6 +130,7 @@ interface SuiteResult {
 function hasTests(dir: string): boolean {
   const abs = join(ROOT, dir);
   if (!existsSync(abs)) return false;
+  if (!statSync(abs).isDirectory()) return abs.endsWith(".test.ts"); // a profile may list single test files
   return readdirSync(abs, { recursive: true }).some((f) => String(f).endsWith(".test.ts"));
 }
 
