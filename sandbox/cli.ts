@@ -51,8 +51,9 @@ Examples:
 
 Environment:
   BUN_VFIO_CACHE     cache folder (default $XDG_CACHE_HOME/bun-vfio or ~/.cache/bun-vfio): kernel, initramfs, logs
-  BUN_VFIO_KERNEL    use this bzImage instead of the sandbox's own kernel build (x86);
-                     "debian": Debian's bookworm-backports linux-image (no iommufd, no no-IOMMU)
+  BUN_VFIO_KERNEL    x86 kernel: a bzImage path; "built": the sandbox's own build (built once, ~4 min);
+                     "debian": Debian's bookworm-backports linux-image (no iommufd, no no-IOMMU);
+                     unset: the own build when cached (always for iommufd/noiommu), else Debian's
   BUN_VFIO_MODULES   its /lib/modules/<version> folder (leave unset for a kernel with all built in)
   BUN_VFIO_SANDBOX_VERBOSE=1  show the whole guest console
 

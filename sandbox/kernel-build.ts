@@ -100,6 +100,23 @@ async function ensureBuildDeps(): Promise<void> {
  * @throws SandboxError when a tool is missing, the source cannot be fetched, an option was dropped, or make fails
  */
 export async function ensureBuiltKernel(): Promise<GuestKernel> {
+  return (await findBuiltKernel(true)) ?? buildKernel();
+}
+
+/**
+ * The cached image for the pinned source, this fragment and this compiler,
+ * or null (no apt, no make). `announce` prints "using cached kernel ...".
+ */
+export async function findBuiltKernel(announce = false): Promise<GuestKernel | null> {
+  const compiler = await compilerId();
+  if (!compiler) return null;
+  const dir = imageDir(PINNED_SOURCE_VERSION, buildKey(PINNED_SOURCE_VERSION, readFileSync(FRAGMENT_PATH, "utf8"), compiler));
+  const k = imageAt(dir);
+  if (k && announce) say(`using cached kernel ${k.version} (${SOURCE_PACKAGE} ${PINNED_SOURCE_VERSION}, ${dir})`);
+  return k;
+}
+
+async function buildKernel(): Promise<GuestKernel> {
   const fragment = readFileSync(FRAGMENT_PATH, "utf8");
   let compiler = await compilerId();
   const hit = (version: string): GuestKernel | null => {
@@ -109,9 +126,6 @@ export async function ensureBuiltKernel(): Promise<GuestKernel> {
     if (k) say(`using cached kernel ${k.version} (${SOURCE_PACKAGE} ${version}, ${dir})`);
     return k;
   };
-  const early = hit(PINNED_SOURCE_VERSION);
-  if (early) return early;
-
   mkdirSync(kernelBuildRoot(), { recursive: true });
   using _lock = await buildLock();
   const again = hit(PINNED_SOURCE_VERSION);

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { basename } from "node:path";
 import { bzImageVersion } from "./bzimage.ts";
 import { ensureDebianKernel } from "./debian-kernel.ts";
-import { ensureBuiltKernel } from "./kernel-build.ts";
+import { ensureBuiltKernel, findBuiltKernel } from "./kernel-build.ts";
 import type { GuestKernel } from "./kernel-types.ts";
 import { SandboxError, say } from "./log.ts";
 
@@ -22,6 +22,8 @@ export const KERNEL_ENV_HINT =
 
 /** `BUN_VFIO_KERNEL` value that selects Debian's prebuilt bookworm-backports kernel. */
 export const DEBIAN_KERNEL = "debian";
+/** `BUN_VFIO_KERNEL=built`: always the sandbox's own kernel, built when not cached (the test runner sets it: one kernel for every x86 profile). */
+export const BUILT_KERNEL = "built";
 
 /**
  * The kernel named by `BUN_VFIO_KERNEL` (a bzImage) and `BUN_VFIO_MODULES`
@@ -32,7 +34,7 @@ export const DEBIAN_KERNEL = "debian";
  */
 export function kernelFromEnv(): GuestKernel | null {
   const vmlinuz = process.env.BUN_VFIO_KERNEL;
-  if (!vmlinuz || vmlinuz === DEBIAN_KERNEL) {
+  if (!vmlinuz || vmlinuz === DEBIAN_KERNEL || vmlinuz === BUILT_KERNEL) {
     if (!vmlinuz && process.env.BUN_VFIO_MODULES) throw new SandboxError("BUN_VFIO_MODULES is set but BUN_VFIO_KERNEL is not: set both");
     return null;
   }
@@ -53,13 +55,21 @@ export function kernelFromEnv(): GuestKernel | null {
 
 /**
  * Return the x86-64 guest kernel: `BUN_VFIO_KERNEL`/`BUN_VFIO_MODULES` when
- * set, Debian's download with `BUN_VFIO_KERNEL=debian`, else the sandbox's
- * own build (cached after the first run; see {@link ensureBuiltKernel}).
+ * set, Debian's download with `BUN_VFIO_KERNEL=debian`, the sandbox's own
+ * build (see {@link ensureBuiltKernel}) with `BUN_VFIO_KERNEL=built` or
+ * `needBuilt` (profiles that need iommufd or no-IOMMU mode). Otherwise the
+ * own build when it is cached, else Debian's prebuilt kernel, so a first
+ * `npm start` or sandbox run is a download, not a 4-minute build.
  * @throws SandboxError with a fix when no kernel can be had
  */
-export async function ensureKernel(): Promise<GuestKernel> {
+export async function ensureKernel(options: { needBuilt?: boolean } = {}): Promise<GuestKernel> {
   const fromEnv = kernelFromEnv();
   if (fromEnv) return fromEnv;
-  if (process.env.BUN_VFIO_KERNEL === DEBIAN_KERNEL) return ensureDebianKernel();
-  return ensureBuiltKernel();
+  const asked = process.env.BUN_VFIO_KERNEL;
+  if (asked === DEBIAN_KERNEL) return ensureDebianKernel();
+  if (asked === BUILT_KERNEL || options.needBuilt) return ensureBuiltKernel();
+  const cached = await findBuiltKernel(true);
+  if (cached) return cached;
+  say(`no kernel of the sandbox's own built yet: using Debian's prebuilt one (a download, no iommufd); BUN_VFIO_KERNEL=${BUILT_KERNEL}, npm test or the iommufd/noiommu profiles build it (about 4 min on 2 cores, once)`);
+  return ensureDebianKernel();
 }

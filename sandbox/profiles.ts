@@ -39,6 +39,8 @@ export interface Profile {
   intremap?: boolean;
   /** x86 only: `none` gives the guest no IOMMU at all (no intel-iommu device, no `intel_iommu=on`); default `intel`. */
   iommu?: "intel" | "none";
+  /** x86 only: `built` when the profile needs the sandbox's own kernel (iommufd, no-IOMMU mode), not Debian's prebuilt one. */
+  kernel?: "built";
   /** Set for arm64 guests (see {@link Arm64Platform}). */
   arm64?: Arm64Platform;
   /** Devices, in QEMU command-line order. */
@@ -168,6 +170,7 @@ export const PROFILES: Record<string, Profile> = {
     devices: [NVME, E1000E, EDU],
     scratch: { "nvme0.img": 64 },
     guestEnv: { BUN_VFIO_BACKEND: "iommufd" },
+    kernel: "built",
     // The remap suites that open devices through the run's backend (test/vm/backend.ts); the type1-only ones
     // (core, leaks, bad-inputs) and the backend-neutral CLI ones run in remap.
     extraTestDirs: ["test/vm/remap/bar.test.ts", "test/vm/remap/dma.test.ts", "test/vm/remap/irq.test.ts", "test/vm/remap/safety.test.ts",
@@ -183,6 +186,7 @@ export const PROFILES: Record<string, Profile> = {
     kernelArgs: ["hugepagesz=2M", "hugepages=16"],
     scratch: { "nvme0.img": 64 },
     guestEnv: { BUN_VFIO_BACKEND: "noiommu" },
+    kernel: "built",
   },
   nvme: {
     name: "nvme",

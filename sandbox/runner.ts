@@ -200,15 +200,15 @@ interface PreparedGuest {
 
 /**
  * Fetch (or find in the cache) what the profile's guest needs. x86: QEMU
- * (the caller's `qemu`, else the one on PATH),
- * Debian's bookworm-backports kernel, a busybox initramfs for the chroot.
+ * (the caller's `qemu`, else the one on PATH), the kernel (see
+ * ensureKernel), a busybox initramfs for the chroot.
  * arm64: qemu-system-aarch64, Debian trixie's arm64 kernel of the profile's
  * page size, busybox and glibc for arm64, Bun for aarch64 from npm.
  */
 async function prepareGuest(profile: Profile, qemu: string | undefined): Promise<PreparedGuest> {
   if (!profile.arm64) {
     const tools = await ensureHostTools("x86_64", qemu);
-    const kernel = await ensureKernel();
+    const kernel = await ensureKernel({ needBuilt: profile.kernel === "built" });
     return { tools, kernel, initramfs: await ensureInitramfs(kernel, tools.busybox, profile.modules) };
   }
   const tools = await ensureHostTools("arm64", qemu);

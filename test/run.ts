@@ -24,6 +24,8 @@ import { ensureTestPackages } from "./harness/test-packages.ts";
 import { packConsumer } from "./package/consumer.ts";
 
 const ROOT = join(import.meta.dir, "..");
+// One kernel for every x86 profile: the sandbox's own build (built once, then cached), not Debian's prebuilt one.
+process.env.BUN_VFIO_KERNEL ??= "built";
 /** Time a guest's `bun test` may run. */
 const GUEST_TIMEOUT_MS = 10 * 60_000;
 /** Per-test timeout inside the guest (TCG is slower than the host). */

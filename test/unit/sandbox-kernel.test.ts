@@ -79,12 +79,14 @@ describe("BUN_VFIO_KERNEL", () => {
     }
   };
 
-  test("unset or 'debian': no override (the build, or Debian's download, decides)", () => {
+  test("unset, 'debian' or 'built': no kernel file (ensureKernel picks Debian's download or the build)", () => {
     try {
       delete process.env.BUN_VFIO_KERNEL;
       delete process.env.BUN_VFIO_MODULES;
       expect(kernelFromEnv()).toBeNull();
       process.env.BUN_VFIO_KERNEL = "debian";
+      expect(kernelFromEnv()).toBeNull();
+      process.env.BUN_VFIO_KERNEL = "built";
       expect(kernelFromEnv()).toBeNull();
     } finally {
       restore();
