@@ -275,9 +275,11 @@ export class PciDevice extends Device {
 
   /**
    * Resets the bus or slot this device sits on. Every device listed by
-   * {@link hotResetInfo} must be bound to vfio-pci, and every group it lists
-   * must be open here and passed in (the kernel checks it owns them all).
-   * Internally this calls VFIO_DEVICE_PCI_HOT_RESET.
+   * {@link hotResetInfo} must be bound to vfio-pci. Type1: every group it
+   * lists must be open here and passed in (the kernel checks it owns them
+   * all). iommufd: pass `[]`; the kernel checks that the device's iommufd
+   * owns every affected device (Linux 6.6+). Internally this calls
+   * VFIO_DEVICE_PCI_HOT_RESET.
    */
   hotReset(groups: readonly { unsafeFd: number }[]): void {
     try {

@@ -106,6 +106,7 @@ test("device_del over iommufd: REQ, autoRelease, the unplug completes; the IOAS 
   const buf = DmaBuffer.allocate(iommu, 4096);
   dev.enableMemory();
   dev.enableBusMaster();
+
   const vectors = dev.msix.enable(2);
   const pending = vectors[0]!.next().then(() => undefined, (e: unknown) => e as Error);
   const requests: number[] = [];

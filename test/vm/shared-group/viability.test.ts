@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
-import { bindToVfio, Container, releaseFromVfio } from "../../../src/index.ts";
+import { bindToVfio, Container, Iommufd, releaseFromVfio } from "../../../src/index.ts";
 import { driverOf, find, groupOf, IDS } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
 
@@ -54,6 +54,19 @@ describe("a group shared with a device on another driver", () => {
     expect(bar0.read32(0x00)).toBe(0x010000ed);
     dev.close();
     group.close();
+    // The same reset over iommufd: no group fds (a non-empty list is EINVAL for a cdev-opened device); the kernel
+    // checks that this iommufd owns every device the reset hits, so both are opened through it.
+    {
+      using iommu = Iommufd.open();
+      using edu = iommu.openPciDevice(eduBdf);
+      using rng = iommu.openPciDevice(rngBdf);
+      expect(edu.hotResetInfo().map((d) => d.bdf).sort()).toEqual([eduBdf, rngBdf].sort());
+      using other = Container.open();
+      expect(vfioError(() => edu.hotReset([{ unsafeFd: other.unsafeFd }])).code).toBe("EINVAL");
+      edu.hotReset([]);
+      expect(edu.region(0).read32(0x00)).toBe(0x010000ed);
+      expect(rng.closed).toBe(false);
+    }
     const released = releaseFromVfio(rngBdf, { previousDriver: "virtio-pci" });
     expect(released.driver).toBe("virtio-pci");
     expect(driverOf(rngBdf)).toBe("virtio-pci");
