@@ -4,9 +4,10 @@
  * findings, each with its evidence and the fix, in the spirit of the mmap
  * plan's explain(). Nothing here opens /dev/vfio or changes the host.
  */
+import { hasIommufd, hasVfioCdevs } from "./cdev.ts";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { normalizeBdf } from "./bdf.ts";
-import { groupViability, isDmaNeutralDriver, type GroupViability } from "./groups.ts";
+import { groupViability, isDmaNeutralDriver, isNoiommuGroup, type GroupViability } from "./groups.ts";
 import { deviceUsage, usageReasons, type DeviceUsage } from "./in-use.ts";
 import { detectIsolation } from "./isolation.ts";
 import { pciDeviceInfo, type PciDeviceInfo } from "./pci.ts";
@@ -18,7 +19,7 @@ export type FindingStatus = "ok" | "warn" | "fail" | "info";
 
 /** One check, what it saw and what to do. */
 export interface Finding {
-  /** Stable key: `iommu`, `isolation`, `modules`, `dev-vfio`, `memlock`, `hugepages`, `device`, `group`, `driver`, `in-use`, `group-node`. */
+  /** Stable key: `iommu`, `isolation`, `modules`, `dev-vfio`, `backend`, `memlock`, `hugepages`, `device`, `group`, `driver`, `in-use`, `group-node`. */
   readonly id: string;
   readonly status: FindingStatus;
   /** One line saying what was found. */
@@ -66,6 +67,8 @@ export interface HostFacts {
   readonly vfioPciDriver: boolean;
   readonly allowUnsafeInterrupts: string | undefined;
   readonly noiommuMode: string | undefined;
+  /** iommufd: `/dev/iommu` exists, VFIO device cdev nodes exist, its own allow_unsafe_interrupts. */
+  readonly iommufd: { readonly node: boolean; readonly cdevs: boolean; readonly allowUnsafeInterrupts: string | undefined };
   readonly container: NodeAccess;
   readonly hugePages: { total: number; free: number; sizeKb: number } | undefined;
   readonly caller: Caller;
@@ -141,6 +144,7 @@ export function readHostFacts(options?: HostOptions): HostFacts {
     vfioPciDriver: list(hostPath(options, "sys/bus/pci/drivers")).includes("vfio-pci"),
     allowUnsafeInterrupts: read(hostPath(options, "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")),
     noiommuMode: read(hostPath(options, "sys/module/vfio/parameters/enable_unsafe_noiommu_mode")),
+    iommufd: { node: hasIommufd(options), cdevs: hasVfioCdevs(options), allowUnsafeInterrupts: read(hostPath(options, "sys/module/iommufd/parameters/allow_unsafe_interrupts")) },
     container: nodeAccess("dev/vfio/vfio", options),
     hugePages: Number.isNaN(total) ? undefined : { total, free: num("HugePages_Free"), sizeKb: num("Hugepagesize") },
     caller: readCaller(options),
@@ -158,7 +162,8 @@ export function readDeviceFacts(bdf: string, options?: HostOptions): DeviceFacts
       group = undefined;
     }
   }
-  const groupNode = device.iommuGroup === undefined ? undefined : nodeAccess(`dev/vfio/${device.iommuGroup}`, options);
+  const groupNode = device.iommuGroup === undefined ? undefined
+    : nodeAccess(`dev/vfio/${isNoiommuGroup(device.iommuGroup, options) ? "noiommu-" : ""}${device.iommuGroup}`, options);
   return { device, group, groupNode, usage: deviceUsage(device.bdf, device.iommuGroup, options) };
 }
 
@@ -254,9 +259,26 @@ function hugePagesFinding(f: HostFacts): Finding {
     `Reserve some if you want them: echo 64 > /sys/kernel/mm/hugepages/hugepages-${h.sizeKb}kB/nr_hugepages`);
 }
 
+/** Which IOMMU backend openVfio() takes here (the same rule as chooseBackend, from the same files). */
+function backendFinding(f: HostFacts): Finding {
+  const i = f.iommufd;
+  const evidence = [
+    `/dev/iommu: ${i.node ? "present" : "absent"}`,
+    `/dev/vfio/devices: ${i.cdevs ? "VFIO device cdev nodes present" : "no cdev nodes"}`,
+    `iommufd allow_unsafe_interrupts = ${i.allowUnsafeInterrupts ?? "(not readable)"}`,
+  ];
+  if (f.noiommuMode === "Y") {
+    return finding("backend", "warn", "vfio's no-IOMMU mode is on: devices without an IOMMU are handed out with no isolation at all (openVfio({ backend: \"noiommu\" }))", evidence,
+      "Only for a machine and device you trust entirely; otherwise unload vfio and load it without enable_unsafe_noiommu_mode.");
+  }
+  if (i.node && i.cdevs) return finding("backend", "ok", "iommufd with VFIO device cdevs: openVfio() uses iommufd", evidence);
+  const why = i.node ? "/dev/iommu exists but no device has a cdev (CONFIG_VFIO_DEVICE_CDEV off, or nothing bound to vfio-pci yet)" : "no /dev/iommu (no iommufd)";
+  return finding("backend", "info", `the type1 container: ${why}; openVfio() uses type1`, evidence);
+}
+
 /** The host-wide findings, in report order. Pure. */
 export function evaluateHost(f: HostFacts): Finding[] {
-  return [iommuFinding(f), isolationFinding(f), modulesFinding(f), containerFinding(f), memlockFinding(f), hugePagesFinding(f)];
+  return [iommuFinding(f), isolationFinding(f), modulesFinding(f), containerFinding(f), backendFinding(f), memlockFinding(f), hugePagesFinding(f)];
 }
 
 /** The findings about one device. Pure. */
@@ -296,12 +318,13 @@ export function evaluateDevice(d: DeviceFacts, caller: Caller): Finding[] {
     out.push(finding("in-use", "fail", `${bdf} is in use: ${reasons.join("; ")}`, usageEvidence,
       d.usage.vfioHolders.length ? `Stop the holders (kill ${d.usage.vfioHolders.map((h) => h.pid).join(" ")}) or wait for them to close the group.` : "Take the interface down / unmount the filesystems before handing the device to VFIO."));
   } else out.push(finding("in-use", "ok", `${bdf} is not in use (no default route, no mounts, no VFIO holders)`, usageEvidence));
+  const node = d.groupNode ? `/${d.groupNode.path.replace(/^\//, "")}` : `/dev/vfio/${g.group}`;
   if (d.groupNode && d.groupNode.exists) {
-    const ev = [`/dev/vfio/${g.group} mode ${octal(d.groupNode.mode)} uid ${d.groupNode.uid} gid ${d.groupNode.gid}`];
-    if (mayReadWrite(d.groupNode, caller)) out.push(finding("group-node", "ok", `/dev/vfio/${g.group} is read-write for this user`, ev));
-    else out.push(finding("group-node", "fail", `/dev/vfio/${g.group} is not read-write for this user`, ev, `Run as root, or: chown ${caller.uid} /dev/vfio/${g.group} (a udev rule makes it stick).`));
+    const ev = [`${node} mode ${octal(d.groupNode.mode)} uid ${d.groupNode.uid} gid ${d.groupNode.gid}`];
+    if (mayReadWrite(d.groupNode, caller)) out.push(finding("group-node", "ok", `${node} is read-write for this user`, ev));
+    else out.push(finding("group-node", "fail", `${node} is not read-write for this user`, ev, `Run as root, or: chown ${caller.uid} ${node} (a udev rule makes it stick).`));
   } else if (dev.driver === "vfio-pci") {
-    out.push(finding("group-node", "fail", `/dev/vfio/${g.group} is missing although the device is on vfio-pci`, [`stat /dev/vfio/${g.group}: ENOENT`], "Check `dmesg` for vfio errors; is /dev a devtmpfs?"));
+    out.push(finding("group-node", "fail", `${node} is missing although the device is on vfio-pci`, [`stat ${node}: ENOENT`], "Check `dmesg` for vfio errors; is /dev a devtmpfs?"));
   }
   return out;
 }

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { chooseBackend, Container, DmaBuffer, openVfio, physicalAddresses } from "../../../src/index.ts";
 import { find, groupOf, IDS, readText } from "../ground-truth.ts";
 import { vfioError } from "../../vfio-error.ts";
+import { cliJson } from "../cli-run.ts";
 import { EDU, eduDma } from "../edu-dma-engine.ts";
 import { blockModule, readmeBlocks } from "../../readme-blocks.ts";
 import { mkdtempSync } from "node:fs";
@@ -57,6 +58,14 @@ describe("what the kernel made", () => {
       if (saved !== undefined) process.env.BUN_VFIO_BACKEND = saved;
     }
   });
+});
+
+test("bun-vfio check warns that no-IOMMU mode is on, and finds the nvme's /dev/vfio/noiommu-N node", () => {
+  const { doc } = cliJson("check", nvmeBdf);
+  const byId = Object.fromEntries(doc.findings.map((f: { id: string }) => [f.id, f]));
+  expect(byId.backend.status).toBe("warn");
+  expect(byId.backend.summary).toContain("no-IOMMU mode is on");
+  expect(byId["group-node"].evidence.join("\n")).toContain(`/dev/vfio/noiommu-${groupOf(nvmeBdf)}`);
 });
 
 describe("devices in no-IOMMU mode", () => {

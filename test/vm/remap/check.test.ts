@@ -4,7 +4,7 @@
  */
 import { isArm64 } from "../platform.ts";
 import { expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { cli, cliJson } from "../cli-run.ts";
 import { find, groupOf, IDS } from "../ground-truth.ts";
 
@@ -17,6 +17,10 @@ test("the host is ready: IOMMU groups, the platform's isolation (IR- chips, or t
   expect(byId.isolation.status).toBe("ok");
   expect(byId.isolation.evidence.join("\n")).toContain(isArm64 ? "ITS" : "IR-");
   expect(byId.modules.status).toBe("ok");
+  // The backend openVfio() takes, from the same files chooseBackend reads: iommufd on the sandbox's own x86 kernel, type1 on Debian's arm64 ones.
+  const iommufd = existsSync("/dev/iommu") && existsSync("/dev/vfio/devices") && readdirSync("/dev/vfio/devices").length > 0;
+  expect(byId.backend.summary).toContain(iommufd ? "openVfio() uses iommufd" : "openVfio() uses type1");
+  expect(byId.backend.evidence).toContain(`/dev/iommu: ${existsSync("/dev/iommu") ? "present" : "absent"}`);
 });
 
 test("the nvme is ready: its group, vfio-pci, nobody holds it; text output says so", { timeout: 180_000 }, () => {
