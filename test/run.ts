@@ -9,9 +9,10 @@
  * including a suite that could not run (never a silent skip).
  *
  * Deno: `unit:deno` (deno check of the library, then test/deno on the
- * host) and `guest:remap:deno` (DENO_GUEST_FILES, the same files, under
- * `deno test` through the bun:test shim in test/deno/bun-test.ts) run with
- * the unit tests and the remap profile (`--no-deno` skips them).
+ * host), `guest:remap:deno` and `guest:iommufd:deno` (DENO_GUEST_FILES, the
+ * same files, under `deno test` through the bun:test shim in
+ * test/deno/bun-test.ts: type1 in remap, iommufd in iommufd) run with the
+ * unit tests and those profiles (`--no-deno` skips them).
  *
  *   bun test/run.ts [--unit-only] [--profile NAME]... [-t PATTERN] [--verbose]
  */
@@ -32,8 +33,8 @@ const GUEST_TIMEOUT_MS = 10 * 60_000;
 const GUEST_TEST_TIMEOUT_MS = 60_000;
 /** The Deno binary of the `deno` devDependency (the guest sees the host's root, so the same path). */
 const DENO = join(ROOT, "node_modules/.bin/deno");
-/** The profile whose guest suites also run under Deno. */
-const DENO_PROFILE = "remap";
+/** The profiles whose public-API guest suites also run under Deno (remap: type1, iommufd: iommufd). */
+const DENO_PROFILES = ["remap", "iommufd"];
 /** Guest suites that exercise the public API, run under Deno too (the same files, through test/deno/bun-test.ts); the CLI suites spawn Bun and stay Bun-only. */
 const DENO_GUEST_FILES = ["test/vm/common/sandbox.test.ts", "test/vm/remap/core.test.ts", "test/vm/remap/bar.test.ts", "test/vm/remap/irq.test.ts",
   "test/vm/remap/dma.test.ts", "test/vm/remap/examples.test.ts"];
@@ -378,7 +379,7 @@ try {
   if (!args.unitOnly) for (const p of args.profiles) results.push(await runProfile(p, args, work));
   if (!args.unitOnly && args.hostVm) results.push(await runUnit(args, work, "test/host-vm", "host-vm"));
   if (args.deno) results.push(await runDenoUnit(args, work));
-  if (!args.unitOnly && args.deno && args.profiles.includes(DENO_PROFILE)) results.push(await runProfile(DENO_PROFILE, args, work, "deno"));
+  if (!args.unitOnly && args.deno) for (const p of DENO_PROFILES.filter((d) => args.profiles.includes(d))) results.push(await runProfile(p, args, work, "deno"));
 } finally {
   rmSync(work, { recursive: true, force: true });
   if (npmConsumer?.dir) rmSync(npmConsumer.dir, { recursive: true, force: true });
