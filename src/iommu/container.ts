@@ -22,6 +22,7 @@ import { iommuGroupOf } from "../host/groups.ts";
 import type { PciDevice, PciDeviceOptions } from "../device/pci-device.ts";
 import type { DmaMapRequest, DmaOwner, DmaSpace } from "./dma-space.ts";
 import { DEFAULT_IOVA_RANGES, IovaAllocator } from "./iova-allocator.ts";
+import { brokenMapRule } from "./map-rules.ts";
 
 /** The IOMMU models a container can be set to. */
 export type IommuType = "type1v2" | "type1" | "noiommu";
@@ -312,13 +313,11 @@ export class Container implements DmaSpace, Disposable {
     if (err.code !== "EINVAL") return err;
     try {
       const info = this.iommuInfo();
-      const page = info.pageSizes & -info.pageSizes;
-      const ranges = info.iovaRanges;
-      if (page > 0n && (iova % page !== 0n || size % page !== 0n)) return syscallError(op, this.path, { EINVAL: `iova ${hex(iova)} and size ${hex(size)} must be multiples of the IOMMU page size ${hex(page)}.` }, errno);
-      if (ranges && !ranges.some((r) => iova >= r.start && iova + size - 1n <= r.end)) {
-        const usable = ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(", ");
-        return syscallError(op, this.path, { EINVAL: `IOVA ${hex(iova)}+${hex(size)} is outside the usable ranges (${usable}): it hits a reserved region such as the MSI window, or lies above the IOMMU's address width. Use container.iovaAllocator.` }, errno);
-      }
+      const broken = brokenMapRule(iova, size, {
+        granule: info.pageSizes & -info.pageSizes, granuleName: "the IOMMU page size", ranges: info.iovaRanges,
+        outsideCauses: "it hits a reserved region such as the MSI window, or lies above the IOMMU's address width", allocator: "container.iovaAllocator",
+      });
+      if (broken) return syscallError(op, this.path, { EINVAL: broken }, errno);
     } catch {
       // keep the generic hint
     }

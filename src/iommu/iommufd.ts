@@ -31,6 +31,7 @@ import { Device, type DeviceHandle } from "../device/device.ts";
 import { PciDevice, type PciDeviceOptions } from "../device/pci-device.ts";
 import type { DmaMapRequest, DmaOwner, DmaSpace } from "./dma-space.ts";
 import { IovaAllocator } from "./iova-allocator.ts";
+import { brokenMapRule } from "./map-rules.ts";
 import type { DeviceOpenOptions } from "./group.ts";
 
 /** Options of {@link Iommufd.open}. */
@@ -231,11 +232,10 @@ export class Iommufd implements DmaSpace, Disposable {
     if (err.code !== "EINVAL") return err;
     try {
       const { ranges, alignment } = this.iovaRanges();
-      if (alignment > 1n && (iova % alignment !== 0n || size % alignment !== 0n)) return syscallError(op, this.path, { EINVAL: `iova ${hex(iova)} and size ${hex(size)} must be multiples of the IOAS alignment ${hex(alignment)}.` }, errno);
-      if (!ranges.some((r) => iova >= r.start && iova + size - 1n <= r.end)) {
-        const usable = ranges.map((r) => `${hex(r.start)}-${hex(r.end)}`).join(", ");
-        return syscallError(op, this.path, { EINVAL: `IOVA ${hex(iova)}+${hex(size)} is outside the usable ranges (${usable}): it hits a reserved region such as the MSI window. Use iommufd.iovaAllocator.` }, errno);
-      }
+      const broken = brokenMapRule(iova, size, {
+        granule: alignment, granuleName: "the IOAS alignment", ranges, outsideCauses: "it hits a reserved region such as the MSI window", allocator: "iommufd.iovaAllocator",
+      });
+      if (broken) return syscallError(op, this.path, { EINVAL: broken }, errno);
     } catch {
       // keep the generic hint
     }

@@ -11,7 +11,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
-import { Container, DmaBuffer, Iommufd } from "../../../src/index.ts";
+import { Container, DmaBuffer, Iommufd, type PciDevice } from "../../../src/index.ts";
 import { findAll, IDS } from "../ground-truth.ts";
 import { haveMonitor, qmp, waitForEvent } from "../qmp.ts";
 import { vfioError } from "../../vfio-error.ts";
@@ -57,6 +57,28 @@ async function bdfOfQemuId(id: string): Promise<string> {
   return `0000:${hex(found.bus, 2)}:${hex(found.slot, 2)}.${found.function}`;
 }
 
+/**
+ * With MSI-X armed and a pending wait, `device_del`s QEMU device `id` while
+ * `dev` (at `bdf`) is open: the kernel's REQ reaches the autoRelease handler,
+ * the device closes, the wait ends, the unplug completes and the device and
+ * its interrupts are gone from sysfs and /proc/interrupts.
+ */
+async function unplugWhileHeld(id: string, bdf: string, dev: PciDevice): Promise<void> {
+  const vectors = dev.msix.enable(2);
+  const pending = vectors[0]!.next().then(() => undefined, (e: unknown) => e as Error);
+  const requests: number[] = [];
+  dev.req.onRelease(({ count }) => void requests.push(count), { autoRelease: true });
+
+  await qmp("device_del", { id });
+  await waitForEvent("DEVICE_DELETED", (d) => d.device === id);
+
+  expect(requests.length).toBeGreaterThanOrEqual(1);
+  expect(dev.closed).toBe(true);
+  expect((await pending)?.message).toContain("the device was closed");
+  expect(existsSync(`${PCI}/${bdf}`)).toBe(false);
+  expect(readFileSync("/proc/interrupts", "utf8")).not.toContain(`(${bdf})`);
+}
+
 test("device_del: the kernel asks through REQ, autoRelease closes the device, and the unplug completes", async () => {
   expect(haveMonitor()).toBe(true);
   const bdf = await bdfOfQemuId("nvme-hp");
@@ -72,20 +94,8 @@ test("device_del: the kernel asks through REQ, autoRelease closes the device, an
   const buf = DmaBuffer.allocate(container, 4096);
   dev.enableMemory();
   dev.enableBusMaster();
-  const vectors = dev.msix.enable(2);
-  const pending = vectors[0]!.next().then(() => undefined, (e: unknown) => e as Error);
-  const requests: number[] = [];
-  dev.req.onRelease(({ count }) => void requests.push(count), { autoRelease: true });
-
-  await qmp("device_del", { id: "nvme-hp" });
-  await waitForEvent("DEVICE_DELETED", (d) => d.device === "nvme-hp");
-
-  expect(requests.length).toBeGreaterThanOrEqual(1);
-  expect(dev.closed).toBe(true);
-  expect((await pending)?.message).toContain("the device was closed");
+  await unplugWhileHeld("nvme-hp", bdf, dev);
   expect(second.closed).toBe(true);
-  expect(existsSync(`${PCI}/${bdf}`)).toBe(false);
-  expect(readFileSync("/proc/interrupts", "utf8")).not.toContain(`(${bdf})`);
   // The kernel detached the group and dropped its mappings: the library notices instead of failing with EINVAL.
   const gone = vfioError(() => group.status()); // the kernel answers ENODEV for a group whose devices are gone
   expect(gone.code).toBe("ENODEV");
@@ -106,20 +116,7 @@ test("device_del over iommufd: REQ, autoRelease, the unplug completes; the IOAS 
   const buf = DmaBuffer.allocate(iommu, 4096);
   dev.enableMemory();
   dev.enableBusMaster();
-
-  const vectors = dev.msix.enable(2);
-  const pending = vectors[0]!.next().then(() => undefined, (e: unknown) => e as Error);
-  const requests: number[] = [];
-  dev.req.onRelease(({ count }) => void requests.push(count), { autoRelease: true });
-
-  await qmp("device_del", { id: "nvme-hp2" });
-  await waitForEvent("DEVICE_DELETED", (d) => d.device === "nvme-hp2");
-
-  expect(requests.length).toBeGreaterThanOrEqual(1);
-  expect(dev.closed).toBe(true);
-  expect((await pending)?.message).toContain("the device was closed");
-  expect(existsSync(`${PCI}/${bdf}`)).toBe(false);
-  expect(readFileSync("/proc/interrupts", "utf8")).not.toContain(`(${bdf})`);
+  await unplugWhileHeld("nvme-hp2", bdf, dev);
   // Unlike type1, an IOAS outlives its devices: the mapping is still there, and the buffer unmaps it itself.
   expect(buf.closed).toBe(false);
   expect(iommu.unmapDma(buf.iova, buf.size)).toBe(BigInt(buf.size));
